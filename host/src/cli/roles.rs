@@ -1,0 +1,63 @@
+//! `list-roles` and `list-options`: no AWS calls, no credentials needed.
+
+use clap::Args;
+use serde_json::json;
+
+use super::args::ContextArgs;
+use crate::ctx::Globals;
+use crate::errors::Result;
+use crate::roles::Roles;
+
+/// List the roles: built-in ones and those of every plugin found
+#[derive(Args, Debug)]
+pub struct ListRolesArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// List the options a role accepts with `create -O NAME=VALUE`
+#[derive(Args, Debug)]
+pub struct ListOptionsArgs {
+    #[command(flatten)]
+    pub context: ContextArgs,
+
+    /// The role
+    #[arg(value_name = "ROLE")]
+    pub role: String,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
+    let roles = Roles::load(g)?;
+    if args.json {
+        g.shell.json(&json!(roles.list()));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = roles
+        .list()
+        .iter()
+        .map(|r| vec![r.name.clone(), r.description.lines().next().unwrap_or_default().to_string()])
+        .collect();
+    g.shell.table(&["role", "description"], &rows);
+    Ok(())
+}
+
+pub fn list_options(args: ListOptionsArgs, g: &Globals) -> Result<()> {
+    let roles = Roles::load(g)?;
+    let role = roles.get(&args.role)?;
+    if args.json {
+        g.shell.json(&json!(role.options));
+        return Ok(());
+    }
+    if role.options.is_empty() {
+        g.shell.out(format!("The role {} does not define any options", role.name));
+    }
+    for o in &role.options {
+        g.shell.out(format!("{}: {}", o.name, o.help));
+    }
+    Ok(())
+}

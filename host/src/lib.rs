@@ -1,0 +1,59 @@
+//! cgcloud: create and manage EC2 boxes and their images, provision them over SSH, keep SSH
+//! keys in sync on every box, separate everything into namespaces, and load box roles from
+//! plugins.
+//!
+//! Architecture map (module → job → entry point):
+//! - [`cli`] → the command line, one module per group of commands → [`cli::run`]
+//! - `ctx` → what a command works with: namespace, zone, region, AWS clients, `__me__`
+//! - `ops` → the work behind the commands (listing, binding, images, key registration)
+//! - `aws` → the only module that links the AWS SDK; error descriptions, shared EC2 calls
+//! - `roles` → the role registry as commands see it
+//! - `config` → the configuration file
+//! - `shell` → every line shown to the user; `errors` → result type and exit codes
+//! - `names` → image references and image names (namespace grammar lives in `cgcloud_common`)
+
+pub mod cli;
+mod aws;
+mod config;
+mod ctx;
+mod errors;
+mod fsutil;
+mod names;
+mod ops;
+mod roles;
+mod shell;
+mod ssh;
+
+pub use errors::{EXIT_USAGE, EXIT_USER_ERROR};
+
+use clap::Parser;
+
+/// Runs cgcloud with the process's arguments; returns the exit status.
+pub fn main() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let shell = shell::Shell::new(cli.quiet, cli.debug);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            shell.error(format!("failed to start the async runtime: {e}"));
+            return EXIT_USER_ERROR;
+        }
+    };
+    let mut plugin_paths = cli.plugins.clone();
+    plugin_paths.extend(cli.scripts.iter().cloned());
+    let globals = ctx::Globals { shell: shell.clone(), plugin_paths };
+    match runtime.block_on(cli::run(cli, globals)) {
+        Ok(code) => code,
+        Err(e) => {
+            shell.error(errors::one_line(&e));
+            EXIT_USER_ERROR
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! A role's own images: listing, resolving a reference, deleting.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Image;
+use serde_json::{json, Value};
+
+use crate::aws::{self, error_code, AwsResultExt};
+use crate::ctx::Context;
+use crate::errors::Result;
+use crate::names::{at_ordinal, is_image_of, ImageRef};
+use crate::{bail_user, user_error};
+
+/// How long `delete-image` waits for a deregistered image to disappear.
+pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `delete-image` keeps retrying a snapshot that is still in use.
+pub const SNAPSHOT_IN_USE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The role's images in this namespace, oldest first (sorted by name, whose timestamp orders
+/// them). Only images owned by this account are ever considered.
+pub async fn list(ctx: &Context, image_prefix: &str) -> Result<Vec<Image>> {
+    let pattern = format!("{}*", ctx.aws_name(&format!("{image_prefix}_"))?);
+    let account = ctx.identity().await?.account.clone();
+    let mut images: Vec<Image> = aws::own_images(&ctx.aws.ec2(), &account, &pattern)
+        .await?
+        .into_iter()
+        .filter(|img| {
+            img.name()
+                .and_then(|n| ctx.namespace.from_aws_name(n).ok())
+                .is_some_and(|rel| is_image_of(&rel, image_prefix))
+        })
+        .collect();
+    images.sort_by(|a, b| a.name().cmp(&b.name()));
+    Ok(images)
+}
+
+/// The image a reference denotes. An AMI ID must name one of the role's own images.
+pub async fn resolve(ctx: &Context, role: &str, image_prefix: &str, r: &ImageRef) -> Result<Image> {
+    let images = list(ctx, image_prefix).await?;
+    match r {
+        ImageRef::Ordinal(n) => {
+            if images.is_empty() {
+                bail_user!(
+                    "role `{role}` has no images in namespace `{}`; `cgcloud image {role}` makes one",
+                    ctx.namespace
+                );
+            }
+            at_ordinal(&images, *n).cloned().ok_or_else(|| {
+                user_error!(
+                    "role `{role}` has no image at ordinal {n} in namespace `{}`: it has {} (ordinals 0 to {})",
+                    ctx.namespace,
+                    images.len(),
+                    images.len() - 1
+                )
+            })
+        }
+        ImageRef::Ami(id) => {
+            if let Some(img) = images.iter().find(|i| i.image_id() == Some(id.as_str())) {
+                return Ok(img.clone());
+            }
+            let account = &ctx.identity().await?.account;
+            match aws::own_image_by_id(&ctx.aws.ec2(), account, id).await? {
+                Some(img) => bail_user!(
+                    "image `{id}` (`{}`) is not an image of role `{role}` in namespace `{}`",
+                    img.name().unwrap_or_default(),
+                    ctx.namespace
+                ),
+                None => bail_user!("there is no image `{id}` owned by this account in region {}", ctx.region),
+            }
+        }
+    }
+}
+
+/// One row of `cgcloud list-images`.
+pub fn row(ctx: &Context, ordinal: usize, img: &Image) -> Value {
+    json!({
+        "name": img.name().and_then(|n| ctx.namespace.from_aws_name(n).ok()),
+        "ordinal": ordinal,
+        "id": img.image_id(),
+        "state": img.state().map(|s| s.as_str()),
+        "aws_name": img.name(),
+        "creation_date": img.creation_date(),
+    })
+}
+
+/// Snapshots behind the image's EBS mappings.
+pub fn snapshots(img: &Image) -> Vec<String> {
+    img.block_device_mappings()
+        .iter()
+        .filter_map(|b| b.ebs().and_then(|e| e.snapshot_id()).map(str::to_string))
+        .collect()
+}
+
+/// Deregisters the image, waits until it is gone, then deletes its snapshots (unless kept).
+/// With `quick`, nothing is waited for and the snapshots are kept.
+pub async fn delete(ctx: &Context, img: &Image, keep_snapshots: bool, quick: bool) -> Result<()> {
+    let ec2 = ctx.aws.ec2();
+    let id = img.image_id().unwrap_or_default().to_string();
+    let snaps = snapshots(img);
+    ec2.deregister_image().image_id(&id).send().await.aws(|| format!("failed to deregister image `{id}`"))?;
+    ctx.shell.info(format!("deregistered image `{id}` ({})", img.name().unwrap_or_default()));
+    if quick {
+        if !snaps.is_empty() {
+            ctx.shell.info(format!("kept snapshots {}", snaps.join(", ")));
+        }
+        return Ok(());
+    }
+    let account = ctx.identity().await?.account.clone();
+    let deadline = Instant::now() + DEREGISTER_TIMEOUT;
+    while aws::own_image_by_id(&ec2, &account, &id).await?.is_some_and(|i| i.state().map(|s| s.as_str()) != Some("deregistered")) {
+        if Instant::now() >= deadline {
+            bail_user!("image `{id}` was still listed {}s after it was deregistered", DEREGISTER_TIMEOUT.as_secs());
+        }
+        tokio::time::sleep(aws::POLL_INTERVAL).await;
+    }
+    if keep_snapshots {
+        if !snaps.is_empty() {
+            ctx.shell.info(format!("kept snapshots {}", snaps.join(", ")));
+        }
+        return Ok(());
+    }
+    for snap in snaps {
+        let deadline = Instant::now() + SNAPSHOT_IN_USE_TIMEOUT;
+        loop {
+            match ec2.delete_snapshot().snapshot_id(&snap).send().await {
+                Ok(_) => {
+                    ctx.shell.info(format!("deleted snapshot `{snap}`"));
+                    break;
+                }
+                Err(e) if error_code(&e) == Some("InvalidSnapshot.NotFound") => break,
+                Err(e) if error_code(&e) == Some("InvalidSnapshot.InUse") && Instant::now() < deadline => {
+                    tokio::time::sleep(aws::POLL_INTERVAL).await;
+                }
+                Err(e) => {
+                    return Err(e).aws(|| format!("image `{id}` is deregistered but its snapshot `{snap}` could not be deleted"))
+                }
+            }
+        }
+    }
+    Ok(())
+}

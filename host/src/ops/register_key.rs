@@ -1,0 +1,82 @@
+//! `cgcloud register-key`: import a public key as an EC2 key pair.
+//!
+//! EC2 is the key registry: `DescribeKeyPairs` with `IncludePublicKey` returns the key, so there
+//! is no S3 key store. cgcloud computes the fingerprint EC2 will report and insists that EC2
+//! agrees; a key pair whose fingerprint disagrees is removed again rather than left behind.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use aws_smithy_types::Blob;
+use cgcloud_common::keys;
+
+use crate::aws::{self, AwsResultExt};
+use crate::ctx::Context;
+use crate::errors::Result;
+use crate::{bail_user, user_error};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Imported { name: String, fingerprint: String },
+    Replaced { name: String, fingerprint: String, old_fingerprint: String },
+    Unchanged { name: String, fingerprint: String },
+}
+
+pub async fn register_key(ctx: &Context, key_file: &Path, keypair: &str, force: bool) -> Result<Outcome> {
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("failed to read the public key file `{}`", key_file.display()))?;
+    let key = keys::parse_public_key(&text).map_err(|e| user_error!("`{}`: {e}", key_file.display()))?;
+    let ours = keys::ec2_import_fingerprint(&key);
+    let name = ctx.resolve_keypair_name(keypair).await?;
+    if name.is_empty() {
+        bail_user!("the key pair name is empty; pass --keypair NAME");
+    }
+    // Such names could never be matched literally by `-k` globs (`@bob` means IAM user bob).
+    if name.starts_with('@') || name.contains(['*', '?', '[', ']']) || name.chars().any(char::is_whitespace) {
+        bail_user!(
+            "`{name}` cannot name a key pair: key pair names must not start with `@` or contain `*`, `?`,              `[`, `]` or white space"
+        );
+    }
+    let ec2 = ctx.aws.ec2();
+    let mut old_fingerprint = None;
+    if let Some(existing) = aws::key_pair(&ec2, &name).await? {
+        let theirs = existing.key_fingerprint().unwrap_or_default().to_string();
+        if keys::key_matches_ec2_fingerprint(&key, &theirs) {
+            ctx.shell.info(format!("key pair `{name}` is already registered with this key ({ours})"));
+            return Ok(Outcome::Unchanged { name, fingerprint: ours });
+        }
+        if !force {
+            bail_user!(
+                "key pair `{name}` already exists with a different key (fingerprint {theirs}, yours is {ours}); \
+                 pass --force to replace it"
+            );
+        }
+        ec2.delete_key_pair()
+            .key_name(&name)
+            .send()
+            .await
+            .aws(|| format!("failed to delete key pair `{name}` before replacing it"))?;
+        old_fingerprint = Some(theirs);
+    }
+    // NOTE: EC2 keeps the material verbatim, comment included; DescribeKeyPairs returns it.
+    let out = ec2
+        .import_key_pair()
+        .key_name(&name)
+        .public_key_material(Blob::new(key.text.trim_end().as_bytes().to_vec()))
+        .send()
+        .await
+        .aws(|| format!("failed to import key pair `{name}`"))?;
+    let theirs = out.key_fingerprint().unwrap_or_default().to_string();
+    if !keys::key_matches_ec2_fingerprint(&key, &theirs) {
+        let cleanup = ec2.delete_key_pair().key_name(&name).send().await;
+        let fate = match cleanup {
+            Ok(_) => "the key pair was deleted again".to_string(),
+            Err(e) => format!("deleting it again failed too ({}): delete it by hand", aws::describe(&e)),
+        };
+        bail_user!("EC2 reports fingerprint {theirs} for key pair `{name}` but cgcloud computed {ours}; {fate}");
+    }
+    Ok(match old_fingerprint {
+        Some(old) => Outcome::Replaced { name, fingerprint: ours, old_fingerprint: old },
+        None => Outcome::Imported { name, fingerprint: ours },
+    })
+}

@@ -1,0 +1,8 @@
+//! The `cgcloud` binary against moto: each test runs in its own moto account and checks the
+//! AWS state afterwards, not just what was printed.
+
+mod help;
+mod images;
+mod instances;
+mod namespace;
+mod register_key;

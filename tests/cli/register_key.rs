@@ -1,0 +1,138 @@
+//! `register-key`: EC2 is the key registry, and EC2 must agree with cgcloud's fingerprint.
+
+use std::path::Path;
+use std::process::Command;
+
+use cgcloud_tests::*;
+
+/// EC2's view of a key pair: (fingerprint, public key), or None.
+fn key_pair(w: &World, name: &str) -> Option<(String, String)> {
+    let body = w.ec2(&[("Action", "DescribeKeyPairs"), ("IncludePublicKey", "true")]);
+    body.split("<item>")
+        .skip(1)
+        .find(|item| xml_field(item, "keyName").as_deref() == Some(name))
+        .map(|item| (xml_field(item, "keyFingerprint").unwrap(), xml_field(item, "publicKey").unwrap_or_default()))
+}
+
+fn key_pair_names(w: &World) -> Vec<String> {
+    let body = w.ec2(&[("Action", "DescribeKeyPairs")]);
+    xml_fields(&body, "keyName")
+}
+
+/// The fingerprint AWS documents for an imported RSA key, computed by OpenSSL independently of
+/// cgcloud: MD5 over the DER SubjectPublicKeyInfo.
+fn openssl_rsa_fingerprint(pub_key: &Path) -> String {
+    let script = format!(
+        "ssh-keygen -e -m PKCS8 -f '{}' | openssl pkey -pubin -outform DER | openssl md5 -c",
+        pub_key.display()
+    );
+    let o = run({
+        let mut c = Command::new("sh");
+        c.args(["-c", &script]);
+        c
+    });
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn registers_an_rsa_key_whose_ec2_fingerprint_equals_ours() {
+    let w = World::new("alice");
+    let key = ssh_keygen(w.home.path(), "id_rsa", "rsa");
+    let public = key.with_extension("pub");
+    let o = w.run(&["register-key", public.to_str().unwrap()]);
+    assert_success(&o);
+    let (fingerprint, material) = key_pair(&w, "alice").expect("key pair `alice` exists");
+    let expected = openssl_rsa_fingerprint(&public);
+    assert_eq!(fingerprint, expected, "EC2's fingerprint is MD5 of the SPKI DER");
+    assert!(stderr(&o).contains(&expected), "cgcloud reports the fingerprint: {}", stderr(&o));
+    assert_eq!(material.trim(), std::fs::read_to_string(&public).unwrap().trim(), "the key is kept verbatim");
+}
+
+#[test]
+fn registers_an_ed25519_key_under_an_explicit_name() {
+    let w = World::new("alice");
+    let key = ssh_keygen(w.home.path(), "id_ed25519", "ed25519");
+    let public = key.with_extension("pub");
+    let o = w.run(&["register-key", public.to_str().unwrap(), "-k", "team-key"]);
+    assert_success(&o);
+    assert_eq!(key_pair_names(&w), vec!["team-key"]);
+}
+
+#[test]
+fn keypair_names_keep_the_host_part_of_me() {
+    let w = World::new("alice");
+    let public = ssh_keygen(w.home.path(), "k", "ed25519").with_extension("pub");
+    let mut c = w.cgcloud(&["register-key", public.to_str().unwrap()]);
+    c.env("CGCLOUD_ME", "Jenkins@Jenkins-Master");
+    assert_success(&run(c));
+    assert_eq!(key_pair_names(&w), vec!["jenkins@jenkins-master"]);
+}
+
+#[test]
+fn a_private_key_is_refused_and_nothing_is_created() {
+    let w = World::new("alice");
+    for kind in ["rsa", "ed25519"] {
+        let private = ssh_keygen(w.home.path(), &format!("id_{kind}"), kind);
+        let o = w.run(&["register-key", private.to_str().unwrap()]);
+        assert_user_error(&o, "private keys are refused");
+    }
+    assert!(key_pair_names(&w).is_empty());
+}
+
+#[test]
+fn garbage_and_missing_files_are_refused() {
+    let w = World::new("alice");
+    let junk = w.home.path().join("junk.pub");
+    std::fs::write(&junk, "this is not a key\n").unwrap();
+    let o = w.run(&["register-key", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(stderr(&o).contains("junk.pub"), "{}", stderr(&o));
+    let o = w.run(&["register-key", "/no/such/file.pub"]);
+    assert_user_error(&o, "failed to read the public key file `/no/such/file.pub`");
+    assert!(key_pair_names(&w).is_empty());
+}
+
+#[test]
+fn a_different_key_needs_force_and_force_replaces_it() {
+    let w = World::new("alice");
+    let first = ssh_keygen(w.home.path(), "a", "rsa").with_extension("pub");
+    let second = ssh_keygen(w.home.path(), "b", "rsa").with_extension("pub");
+    assert_success(&w.run(&["register-key", first.to_str().unwrap()]));
+    let (fp1, _) = key_pair(&w, "alice").unwrap();
+
+    let o = w.run(&["register-key", second.to_str().unwrap()]);
+    assert_user_error(&o, "already exists with a different key");
+    assert!(stderr(&o).contains("--force"));
+    assert_eq!(key_pair(&w, "alice").unwrap().0, fp1, "the old key is untouched");
+
+    let o = w.run(&["register-key", second.to_str().unwrap(), "--force"]);
+    assert_success(&o);
+    let (fp2, _) = key_pair(&w, "alice").unwrap();
+    assert_eq!(fp2, openssl_rsa_fingerprint(&second));
+    assert_ne!(fp1, fp2);
+}
+
+#[test]
+fn registering_the_same_key_again_changes_nothing() {
+    let w = World::new("alice");
+    let public = ssh_keygen(w.home.path(), "a", "rsa").with_extension("pub");
+    assert_success(&w.run(&["register-key", public.to_str().unwrap()]));
+    let before = w.ec2(&[("Action", "DescribeKeyPairs")]);
+    let o = w.run(&["register-key", public.to_str().unwrap()]);
+    assert_success(&o);
+    assert!(stderr(&o).contains("already registered"), "{}", stderr(&o));
+    let after = w.ec2(&[("Action", "DescribeKeyPairs")]);
+    assert_eq!(xml_fields(&before, "keyPairId"), xml_fields(&after, "keyPairId"), "not re-imported");
+}
+
+#[test]
+fn names_that_globs_could_not_match_are_refused() {
+    let w = World::new("alice");
+    let public = ssh_keygen(w.home.path(), "k", "ed25519").with_extension("pub");
+    for bad in ["@bob", "team-*", "a b"] {
+        let o = w.run(&["register-key", public.to_str().unwrap(), "-k", bad]);
+        assert_user_error(&o, &format!("`{bad}` cannot name a key pair"));
+    }
+    assert!(key_pair_names(&w).is_empty());
+}

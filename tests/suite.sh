@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine (as root, no AWS account): installs what
+# the tests need (Debian packages, moto from PyPI), builds the workspace, runs every test.
+# Nothing here talks to AWS: the tests start their own AWS emulator (moto_server) on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# Debian packages the tests use: ssh-keygen and openssl (key fingerprints are checked
+# independently of cgcloud), and a python3 with pip for moto unless one is there already.
+packages=(openssh-client openssl ca-certificates)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3 python3-pip)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# moto_server, pinned: the AWS emulator the tests run against.
+if ! python3 -c 'import moto, sys; sys.exit(moto.__version__ != "5.2.1")' 2>/dev/null \
+   || ! command -v moto_server >/dev/null; then
+  say "installing moto[server]==5.2.1"
+  python3 -m pip install -q 'moto[server]==5.2.1' 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages 'moto[server]==5.2.1'
+fi
+hash -r
+
+# Never let an SDK probe instance metadata (a non-loopback address) for credentials or region.
+export AWS_EC2_METADATA_DISABLED=true
+
+say "building"
+cargo build --workspace --locked
+say "testing"
+cargo test --workspace --locked
