@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 say() { printf '==> %s\n' "$*" >&2; }
 
 # Debian packages the tests use: ssh-keygen and openssl (key fingerprints are checked
-# independently of cgcloud), and a python3 with pip for moto unless one is there already.
-packages=(openssh-client openssl ca-certificates)
+# independently of cgcloud); for the local cloud: systemd-nspawn, debootstrap, iproute2, rsync,
+# curl; and a python3 with pip for moto unless one is there already.
+packages=(openssh-client openssl ca-certificates systemd-container debootstrap iproute2 rsync curl)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
@@ -36,5 +37,9 @@ export AWS_EC2_METADATA_DISABLED=true
 
 say "building"
 cargo build --workspace --locked
+# The local cloud's Debian root file systems: built once (about 2 minutes), then cached outside
+# the checkout, keyed by how they are built.
+say "setting up the local cloud"
+"${CARGO_TARGET_DIR:-target}/debug/cgcloud-localcloud" setup
 say "testing"
 cargo test --workspace --locked

@@ -60,9 +60,9 @@ impl Moto {
         // The server runs under a watchdog that kills it when this process is gone, so a test
         // binary that exits without dropping its fixture (a static, a crash) leaves nothing behind.
         let mut cmd = Command::new("python3");
-        cmd.args(["-c", WATCHDOG, &std::process::id().to_string(), "moto_server"])
+        cmd.args(["-c", WATCHDOG, "moto_server"])
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log_file)
             .stderr(log_err)
             .process_group(0);
@@ -173,26 +173,34 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        // SIGKILL the whole process group: moto_server may run behind a launcher shim.
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.child.id())]).status();
+        // Closing the watchdog's stdin makes it kill the server and exit.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
 }
 
-/// Runs argv[2:] and kills it (and itself ends) when process argv[1] is gone.
+/// Runs argv[1:] and kills it when its own standard input closes: when the [`Moto`] is dropped,
+/// or when the test process ends in any way (a static that is never dropped, a crash, a kill).
+/// Exits with the server's status if the server ends first.
 const WATCHDOG: &str = r#"
-import os, subprocess, sys, time
-parent = int(sys.argv[1])
-child = subprocess.Popen(sys.argv[2:])
-while child.poll() is None:
-    try:
-        os.kill(parent, 0)
-    except OSError:
-        child.kill()
-        break
-    time.sleep(0.5)
+import os, subprocess, sys, threading
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+def reap():
+    code = child.wait()
+    os._exit(code if code > 0 else 1)
+threading.Thread(target=reap, daemon=True).start()
+sys.stdin.buffer.read()
+child.kill()
+child.wait()
 "#;
 
 /// `application/x-www-form-urlencoded` body from pairs.

@@ -1,0 +1,236 @@
+//! The instance-metadata stand-in: what a box reaches at `http://169.254.169.254/` (IMDSv1 and
+//! v2 tokens), answered from moto's view of the instance the asking box plays. Instance-profile
+//! credentials are real moto credentials from STS AssumeRole on the profile's role, so software
+//! in the box uses the standard credential chain unchanged; the emulated AWS itself is reachable
+//! from boxes at [`AWS_RELAY_PORT`] on the hub.
+
+use crate::daemon::Cloud;
+use crate::moto::{urlencode, xml_field, Instance};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// The hub port that relays to moto (`http://10.250.0.1:4566`, LocalStack's customary port).
+pub const AWS_RELAY_PORT: u16 = 4566;
+
+/// Serves one connection relayed from the hub: a `PEER <ip>` line, then one HTTP request.
+pub fn serve(cloud: &Cloud, c: UnixStream) {
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut w) = c.try_clone() else { return };
+    let mut r = BufReader::new(c);
+    let mut peer = String::new();
+    if r.read_line(&mut peer).is_err() {
+        return;
+    }
+    let ip = peer.trim().strip_prefix("PEER ").unwrap_or("").to_string();
+    let mut request = String::new();
+    if r.read_line(&mut request).is_err() {
+        return;
+    }
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; len.min(65536)];
+    let _ = r.read_exact(&mut body);
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let (status, ctype, text) = match cloud.instance_at(&ip) {
+        None => (
+            404,
+            "text/plain",
+            format!("no instance plays box address {ip}\n"),
+        ),
+        Some(inst) => answer(cloud, &inst, method, path),
+    };
+    let reason = if status == 200 { "OK" } else { "Not Found" };
+    let _ = write!(
+        w,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+fn answer(cloud: &Cloud, inst: &Instance, method: &str, path: &str) -> (u16, &'static str, String) {
+    let ok = |s: String| (200, "text/plain", s);
+    let zone = inst.availability_zone.clone().unwrap_or_default();
+    let region = inst.region_name.clone();
+    if method == "PUT" && path == "/latest/api/token" {
+        return ok(format!("localcloud-{}", inst.id));
+    }
+    let path = path.trim_end_matches('/');
+    let m = path
+        .strip_prefix("/latest/meta-data")
+        .map(|p| p.trim_start_matches('/'));
+    match m {
+        Some("") => ok("ami-id\nhostname\ninstance-id\ninstance-type\nlocal-hostname\nlocal-ipv4\nplacement/\npublic-hostname\npublic-ipv4\niam/\ntags/\n".into()),
+        Some("instance-id") => ok(inst.id.clone()),
+        Some("ami-id") => ok(inst.image_id.clone()),
+        Some("instance-type") => ok(inst.instance_type.clone().unwrap_or_default()),
+        Some("local-ipv4") => ok(inst.private_ip.clone().unwrap_or_default()),
+        Some("public-ipv4") => ok(inst.public_ip.clone().unwrap_or_default()),
+        Some("hostname") | Some("local-hostname") => ok(inst.private_dns_name.clone().unwrap_or_default()),
+        Some("public-hostname") => ok(inst.public_dns_name.clone().unwrap_or_default()),
+        Some("placement") => ok("availability-zone\nregion\n".into()),
+        Some("placement/availability-zone") => ok(zone),
+        Some("placement/region") => ok(region),
+        Some("iam") => ok("info\nsecurity-credentials/\n".into()),
+        Some("iam/security-credentials") => match role(cloud, inst) {
+            Some((name, _)) => ok(name),
+            None => not_found(),
+        },
+        Some(p) if p.starts_with("iam/security-credentials/") => match credentials(cloud, inst, &p[25..]) {
+            Some(json) => (200, "application/json", json),
+            None => not_found(),
+        },
+        Some("iam/info") => match role(cloud, inst) {
+            Some((_, profile_arn)) => (
+                200,
+                "application/json",
+                serde_json::json!({"Code": "Success", "InstanceProfileArn": profile_arn}).to_string(),
+            ),
+            None => not_found(),
+        },
+        Some(p) if p == "tags/instance" || p.starts_with("tags/instance/") => {
+            if !tags_enabled(cloud, inst) {
+                return not_found();
+            }
+            let key = p.strip_prefix("tags/instance").unwrap_or("").trim_start_matches('/');
+            if key.is_empty() {
+                ok(inst.tags.keys().cloned().collect::<Vec<_>>().join("\n"))
+            } else {
+                match inst.tags.get(key).and_then(|v| v.as_str()) {
+                    Some(v) => ok(v.to_string()),
+                    None => not_found(),
+                }
+            }
+        }
+        _ if path == "/latest/dynamic/instance-identity/document" => (
+            200,
+            "application/json",
+            serde_json::json!({
+                "accountId": inst.owner_id, "instanceId": inst.id, "region": region,
+                "availabilityZone": zone, "imageId": inst.image_id,
+                "instanceType": inst.instance_type, "privateIp": inst.private_ip,
+            })
+            .to_string(),
+        ),
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> (u16, &'static str, String) {
+    (404, "text/plain", "Not Found\n".into())
+}
+
+/// The profile's role name and the profile's ARN, if the instance has a profile.
+fn role(cloud: &Cloud, inst: &Instance) -> Option<(String, String)> {
+    let p = inst.iam_instance_profile.as_ref()?;
+    let name = p
+        .get("Name")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            p.get("Arn")
+                .and_then(|v| v.as_str())
+                .and_then(|a| a.rsplit('/').next())
+                .map(str::to_string)
+        })?;
+    let body = iam_call(
+        cloud,
+        inst,
+        &format!(
+            "Action=GetInstanceProfile&Version=2010-05-08&InstanceProfileName={}",
+            urlencode(&name)
+        ),
+    )?;
+    let role_block = xml_field(&body, "Roles")?;
+    let role = xml_field(&role_block, "RoleName")?;
+    let profile_arn = xml_field(&body.replace(&role_block, ""), "Arn").unwrap_or_default();
+    Some((role, profile_arn))
+}
+
+fn iam_call(cloud: &Cloud, inst: &Instance, form: &str) -> Option<String> {
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=localcloud/20260101/{}/iam/aws4_request, SignedHeaders=host, Signature=0",
+        inst.region_name
+    );
+    let (status, body) = cloud
+        .moto()
+        .http(
+            "POST",
+            "/",
+            &[
+                ("Authorization", &auth),
+                ("x-moto-account-id", &inst.owner_id),
+            ],
+            form,
+        )
+        .ok()?;
+    (status == 200).then_some(body)
+}
+
+fn credentials(cloud: &Cloud, inst: &Instance, asked: &str) -> Option<String> {
+    let (role, _) = role(cloud, inst)?;
+    if role != asked {
+        return None;
+    }
+    let arn = format!("arn:aws:iam::{}:role/{role}", inst.owner_id);
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=localcloud/20260101/{}/sts/aws4_request, SignedHeaders=host, Signature=0",
+        inst.region_name
+    );
+    let form = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={}",
+        urlencode(&arn),
+        urlencode(&inst.id)
+    );
+    let (status, body) = cloud
+        .moto()
+        .http(
+            "POST",
+            "/",
+            &[
+                ("Authorization", &auth),
+                ("x-moto-account-id", &inst.owner_id),
+            ],
+            &form,
+        )
+        .ok()?;
+    if status != 200 {
+        return None;
+    }
+    Some(
+        serde_json::json!({
+            "Code": "Success", "Type": "AWS-HMAC",
+            "AccessKeyId": xml_field(&body, "AccessKeyId")?,
+            "SecretAccessKey": xml_field(&body, "SecretAccessKey")?,
+            "Token": xml_field(&body, "SessionToken")?,
+            "Expiration": xml_field(&body, "Expiration")?,
+            "LastUpdated": xml_field(&body, "Expiration")?,
+        })
+        .to_string(),
+    )
+}
+
+/// True when the instance allows tags in its metadata (`InstanceMetadataTags=enabled`).
+fn tags_enabled(cloud: &Cloud, inst: &Instance) -> bool {
+    cloud
+        .moto()
+        .ec2(
+            &inst.owner_id,
+            &inst.region_name,
+            &format!(
+                "Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}",
+                inst.id
+            ),
+        )
+        .map(|b| xml_field(&b, "instanceMetadataTags").as_deref() == Some("enabled"))
+        .unwrap_or(false)
+}

@@ -1,0 +1,340 @@
+//! Reading moto's state without the AWS SDK: `GET /moto-api/data.json` (every model of every
+//! account, as JSON) for instances and images, and a few EC2 query calls for what that dump
+//! leaves out (user data, key-pair public keys).
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// How long one exchange with moto may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A moto server reached over plain HTTP.
+#[derive(Debug, Clone)]
+pub struct MotoApi {
+    addr: SocketAddr,
+}
+
+/// An EC2 instance as moto's dump describes it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub owner_id: String,
+    #[serde(default)]
+    pub region_name: String,
+    pub state: String,
+    pub image_id: String,
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub public_ip: Option<String>,
+    #[serde(default)]
+    pub private_ip: Option<String>,
+    #[serde(default)]
+    pub public_dns_name: Option<String>,
+    #[serde(default)]
+    pub private_dns_name: Option<String>,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub iam_instance_profile: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tags: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Instance {
+    /// True when `host` (as ssh was given it) names this instance.
+    pub fn answers_to(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        host == self.id
+            || [
+                &self.public_ip,
+                &self.private_ip,
+                &self.public_dns_name,
+                &self.private_dns_name,
+            ]
+            .iter()
+            .any(|a| {
+                a.as_deref()
+                    .is_some_and(|a| !a.is_empty() && a.eq_ignore_ascii_case(host))
+            })
+    }
+}
+
+/// An AMI as moto's dump describes it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Image {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub owner_id: String,
+    #[serde(default)]
+    pub state: String,
+    /// Set for images made by CreateImage.
+    #[serde(default)]
+    pub source_instance_id: Option<String>,
+    #[serde(default)]
+    pub instance_id: Option<String>,
+}
+
+impl Image {
+    /// The instance this image was made from, if CreateImage made it.
+    pub fn from_instance(&self) -> Option<&str> {
+        self.source_instance_id
+            .as_deref()
+            .or(self.instance_id.as_deref())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// The parts of moto's dump the local cloud reads.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub instances: Vec<Instance>,
+    pub images: Vec<Image>,
+}
+
+#[derive(Deserialize)]
+struct Dump {
+    #[serde(default)]
+    ec2: Ec2Dump,
+}
+
+#[derive(Deserialize, Default)]
+struct Ec2Dump {
+    #[serde(rename = "Instance", default)]
+    instances: Vec<Instance>,
+    #[serde(rename = "Ami", default)]
+    images: Vec<Image>,
+}
+
+/// Parses moto's `/moto-api/data.json`.
+pub fn parse_dump(json: &str) -> Result<Snapshot> {
+    let d: Dump =
+        serde_json::from_str(json).context("failed to parse moto's `/moto-api/data.json`")?;
+    Ok(Snapshot {
+        instances: d.ec2.instances,
+        images: d.ec2.images,
+    })
+}
+
+impl MotoApi {
+    /// `endpoint` is `http://HOST:PORT` (what `AWS_ENDPOINT_URL` holds).
+    pub fn new(endpoint: &str) -> Result<MotoApi> {
+        let rest = endpoint
+            .strip_prefix("http://")
+            .with_context(|| format!("moto endpoint `{endpoint}` must be `http://HOST:PORT`"))?;
+        let hostport = rest.trim_end_matches('/');
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+            .with_context(|| format!("bad moto endpoint `{endpoint}`"))?
+            .next()
+            .with_context(|| format!("moto endpoint `{endpoint}` resolves to nothing"))?;
+        if !addr.ip().is_loopback() {
+            bail!("moto endpoint `{endpoint}` is not on loopback; the local cloud talks only to a local moto_server");
+        }
+        Ok(MotoApi { addr })
+    }
+
+    /// moto's socket address (on loopback).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything moto holds, for every account.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let (status, body) = self.http("GET", "/moto-api/data.json", &[], "")?;
+        if status != 200 {
+            bail!("moto answered HTTP {status} to `GET /moto-api/data.json`");
+        }
+        parse_dump(&body)
+    }
+
+    /// One EC2 query call inside `account` and `region`; returns the XML body.
+    pub fn ec2(&self, account: &str, region: &str, form: &str) -> Result<String> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=localcloud/20260101/{region}/ec2/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let (status, body) = self.http(
+            "POST",
+            "/",
+            &[("Authorization", &auth), ("x-moto-account-id", account)],
+            form,
+        )?;
+        if status != 200 {
+            let code = xml_field(&body, "Code").unwrap_or_default();
+            let msg =
+                xml_field(&body, "Message").unwrap_or_else(|| body.chars().take(200).collect());
+            bail!(
+                "EC2 `{}` failed: {code} {msg}",
+                form.split('&').next().unwrap_or(form)
+            );
+        }
+        Ok(body)
+    }
+
+    /// The instance's user data, decoded (empty when it has none).
+    pub fn user_data(&self, inst: &Instance) -> Result<Vec<u8>> {
+        let body = self.ec2(
+            &inst.owner_id,
+            &inst.region_name,
+            &format!("Action=DescribeInstanceAttribute&Version=2016-11-15&InstanceId={}&Attribute=userData", inst.id),
+        )?;
+        let Some(block) = xml_field(&body, "userData") else {
+            return Ok(Vec::new());
+        };
+        let Some(b64) = xml_field(&block, "value") else {
+            return Ok(Vec::new());
+        };
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .with_context(|| format!("user data of `{}` is not base64", inst.id))
+    }
+
+    /// The public key of the instance's key pair, if it has one.
+    pub fn key_pair_public_key(&self, inst: &Instance) -> Result<Option<String>> {
+        let Some(name) = inst.key_name.as_deref().filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        let body = self.ec2(
+            &inst.owner_id,
+            &inst.region_name,
+            &format!(
+                "Action=DescribeKeyPairs&Version=2016-11-15&KeyName.1={}&IncludePublicKey=true",
+                urlencode(name)
+            ),
+        )?;
+        Ok(xml_field(&body, "publicKey").map(|k| xml_unescape(k.trim())))
+    }
+
+    /// A plain HTTP/1.1 exchange.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<(u16, String)> {
+        let ctx = || format!("failed to talk to moto at `{}`", self.endpoint());
+        let mut s = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT).with_context(ctx)?;
+        s.set_read_timeout(Some(IO_TIMEOUT)).with_context(ctx)?;
+        s.set_write_timeout(Some(IO_TIMEOUT)).with_context(ctx)?;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if !body.is_empty() {
+            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).with_context(ctx)?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).with_context(ctx)?;
+        let resp = String::from_utf8_lossy(&resp);
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("malformed HTTP answer from moto: {:.120}", head))?;
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        Ok((status, body))
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The text of the first `<name>…</name>` element.
+pub fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Form-encodes a value for a query-protocol body.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DUMP: &str = r#"{"core":{},"ec2":{"Instance":[{"id":"i-1","owner_id":"111111111111","region_name":"us-west-2","state":"running","image_id":"ami-1","key_name":"k","public_ip":"54.214.1.2","private_ip":"10.0.0.5","public_dns_name":"ec2-54-214-1-2.compute-1.amazonaws.com","private_dns_name":"ip-10-0-0-5.ec2.internal","tags":{"Name":"x"},"other":1}],
+      "Ami":[{"id":"ami-2","name":"img","owner_id":"111111111111","state":"available","source_instance_id":"i-1","instance_id":null},{"id":"ami-1","name":"debian-12-amd64-20250101-1","owner_id":"136693071363","state":"available","source_instance_id":null}]}}"#;
+
+    #[test]
+    fn parses_instances_and_images_from_the_dump() {
+        let s = parse_dump(DUMP).expect("valid dump");
+        assert_eq!(s.instances.len(), 1);
+        let i = &s.instances[0];
+        assert!(i.answers_to("54.214.1.2"));
+        assert!(i.answers_to("ip-10-0-0-5.ec2.internal"));
+        assert!(i.answers_to("EC2-54-214-1-2.compute-1.amazonaws.com."));
+        assert!(i.answers_to("i-1"));
+        assert!(!i.answers_to("54.214.1.3"));
+        assert_eq!(s.images[0].from_instance(), Some("i-1"));
+        assert_eq!(s.images[1].from_instance(), None);
+    }
+
+    #[test]
+    fn a_remote_endpoint_is_refused() {
+        let e = MotoApi::new("http://10.1.2.3:5000").expect_err("not loopback");
+        assert!(e.to_string().contains("not on loopback"), "{e}");
+        assert!(MotoApi::new("http://127.0.0.1:5000").is_ok());
+    }
+
+    #[test]
+    fn dechunks_and_encodes() {
+        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+        assert_eq!(urlencode("a b/c"), "a%20b%2Fc");
+    }
+}
