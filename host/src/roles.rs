@@ -1,76 +1,80 @@
-//! The host's view of the role registry: what commands need to know about a role.
-//!
-//! Roles come from the built-in role crate and from plugins, through one registry; this module
-//! adapts that registry to the few facts the commands use (name, description, image-name prefix,
-//! options), so commands do not depend on the plugin machinery.
+//! The host's view of the role registry: built-in roles and plugin roles in one registry
+//! (`cgcloud_plugin_host`), adapted to what commands need.
 
+use std::path::PathBuf;
+
+use cgcloud_plugin_host::{Offline, PluginSources, Registry, RoleData, RoleHandle, RoleSummary};
 use serde::Serialize;
 
 use crate::ctx::Globals;
 use crate::errors::Result;
 use crate::user_error;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RoleOptionView {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub help: String,
-    pub inherited: bool,
-}
-
+/// A role as `list-roles --json` shows it: the registry's summary plus its options and
+/// image-name prefix.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoleView {
-    pub name: String,
-    pub description: String,
-    /// `builtin`, or the plugin's name and version.
-    pub origin: String,
-    /// The chain of parents, nearest first.
-    pub extends: Vec<String>,
-    /// Images of the role are named `<prefix>_<timestamp>` in the namespace.
+    #[serde(flatten)]
+    pub summary: RoleSummary,
     pub image_prefix: String,
-    pub options: Vec<RoleOptionView>,
+    pub options: Vec<cgcloud_plugin_api::RoleOption>,
 }
 
 pub struct Roles {
-    roles: Vec<RoleView>,
+    pub registry: Registry,
+    pub sources: PluginSources,
+}
+
+/// Where plugins come from for this invocation: `--plugin`, `CGCLOUD_PLUGIN_PATH`, the config
+/// file's `[plugins]`, the data directory.
+pub fn sources(g: &Globals) -> Result<PluginSources> {
+    let config = g.config()?;
+    let data_dir = data_dir()?;
+    let env = std::env::var_os("CGCLOUD_PLUGIN_PATH");
+    Ok(PluginSources::from_config(g.plugin_paths.clone(), env.as_deref(), config.plugins_section(), data_dir)?)
+}
+
+/// cgcloud's data directory (`CGCLOUD_DATA_DIR`, else the platform's).
+pub fn data_dir() -> Result<PathBuf> {
+    cgcloud_plugin_host::default_data_dir()
+        .ok_or_else(|| user_error!("cannot tell where cgcloud's data directory is: set CGCLOUD_DATA_DIR or HOME"))
 }
 
 impl Roles {
-    /// The registry for this invocation: built-in roles plus every plugin found.
-    pub fn load(_globals: &Globals) -> Result<Roles> {
-        let roles = BUILTIN
-            .iter()
-            .map(|(name, description)| RoleView {
-                name: name.to_string(),
-                description: description.to_string(),
-                origin: "builtin".to_string(),
-                extends: Vec::new(),
-                image_prefix: name.to_string(),
-                options: Vec::new(),
+    /// Built-in roles plus every plugin found; warnings (a plugin found twice) are shown.
+    pub fn load(g: &Globals) -> Result<Roles> {
+        let sources = sources(g)?;
+        let registry = Registry::load(&sources)?;
+        for w in registry.warnings() {
+            g.shell.warn(w);
+        }
+        Ok(Roles { registry, sources })
+    }
+
+    /// Every role with its declared options.
+    pub fn list(&self) -> Result<Vec<RoleView>> {
+        self.registry
+            .roles()
+            .into_iter()
+            .map(|summary| {
+                let data = self.declared(&summary.qualified)?;
+                Ok(RoleView { image_prefix: data.image_name_prefix, options: data.options, summary })
             })
-            .collect();
-        Ok(Roles { roles })
+            .collect()
     }
 
-    pub fn list(&self) -> &[RoleView] {
-        &self.roles
+    /// The role (`name` or `plugin/name`), with its `extends` chain.
+    pub fn handle(&self, name: &str) -> Result<RoleHandle> {
+        Ok(self.registry.role(name)?)
     }
 
-    pub fn get(&self, name: &str) -> Result<&RoleView> {
-        self.roles
-            .iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| user_error!("no such role `{name}`; `cgcloud list-roles` shows the known roles"))
+    /// What the role declares, before any box exists.
+    pub fn declared(&self, name: &str) -> Result<RoleData> {
+        Ok(self.handle(name)?.declared(&Offline::quiet())?)
+    }
+
+    /// The role's declared data; an unknown role is an error naming the way out.
+    pub fn get(&self, name: &str) -> Result<RoleData> {
+        self.declared(name)
     }
 }
-
-const BUILTIN: &[(&str, &str)] = &[
-    ("generic-debian-bookworm-box", "A generic box running Debian 12 (bookworm)"),
-    ("generic-debian-trixie-box", "A generic box running Debian 13 (trixie)"),
-    ("generic-ubuntu-jammy-box", "A generic box running Ubuntu 22.04 LTS (Jammy Jellyfish)"),
-    ("generic-ubuntu-noble-box", "A generic box running Ubuntu 24.04 LTS (Noble Numbat)"),
-    ("generic-amazonlinux-2023-box", "A generic box running Amazon Linux 2023"),
-    ("generic-rocky-9-box", "A generic box running Rocky Linux 9"),
-    ("generic-fedora-42-box", "A generic box running Fedora 42"),
-];

@@ -72,7 +72,7 @@ fn list_prints_the_original_table() {
 fn unknown_roles_are_refused() {
     let w = World::new("alice");
     let o = w.run(&["list", "no-such-role"]);
-    assert_user_error(&o, "no such role `no-such-role`");
+    assert_user_error(&o, "no such role: `no-such-role`");
 }
 
 #[test]

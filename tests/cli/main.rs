@@ -5,4 +5,5 @@ mod help;
 mod images;
 mod instances;
 mod namespace;
+mod plugins;
 mod register_key;

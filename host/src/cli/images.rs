@@ -64,7 +64,7 @@ pub async fn list_images(args: ListImagesArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
     let roles = Roles::load(g)?;
     let role = roles.get(&args.role)?;
-    let found = images::list(&ctx, &role.image_prefix).await?;
+    let found = images::list(&ctx, &role.image_name_prefix).await?;
     let rows: Vec<Value> = found.iter().enumerate().map(|(n, i)| images::row(&ctx, n, i)).collect();
     if args.json {
         g.shell.json(&Value::Array(rows));
@@ -79,7 +79,7 @@ pub async fn delete_image(args: DeleteImageArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
     let roles = Roles::load(g)?;
     let role = roles.get(&args.role)?;
-    let image = images::resolve(&ctx, &role.name, &role.image_prefix, &args.image).await?;
+    let image = images::resolve(&ctx, &role.name, &role.image_name_prefix, &args.image).await?;
     images::delete(&ctx, &image, args.keep_snapshot, args.quick).await
 }
 

@@ -110,10 +110,17 @@ instance_command!(
     }
 );
 
+/// Binds the selection after resolving the role (a qualified `plugin/role` name selects by the
+/// role's own name, which is what instances are named after).
+async fn bind(ctx: &Context, g: &Globals, role: &str, mut sel: Selection) -> Result<aws_sdk_ec2::types::Instance> {
+    sel.role = Roles::load(g)?.get(role)?.name;
+    instances::bind(ctx, &sel).await
+}
+
 pub async fn list(args: ListArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
-    Roles::load(g)?.get(&args.role)?;
-    let found = instances::list(&ctx, &args.role, args.cluster_name.as_deref()).await?;
+    let role = Roles::load(g)?.get(&args.role)?;
+    let found = instances::list(&ctx, &role.name, args.cluster_name.as_deref()).await?;
     let rows: Vec<Value> = found.iter().enumerate().map(|(n, i)| instances::list_row(&ctx, n, i)).collect();
     if args.json {
         g.shell.json(&Value::Array(rows));
@@ -126,8 +133,7 @@ pub async fn list(args: ListArgs, g: &Globals) -> Result<()> {
 
 pub async fn show(args: ShowArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
-    Roles::load(g)?.get(&args.role)?;
-    let i = instances::bind(&ctx, &args.selection()).await?;
+    let i = bind(&ctx, g, &args.role, args.selection()).await?;
     let described = instances::describe(&i);
     if args.json {
         g.shell.json(&described);
@@ -167,8 +173,7 @@ fn print_tree(g: &Globals, v: &Value, depth: usize) {
 
 pub async fn terminate(args: TerminateArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
-    Roles::load(g)?.get(&args.role)?;
-    let i = instances::bind(&ctx, &args.selection()).await?;
+    let i = bind(&ctx, g, &args.role, args.selection()).await?;
     instances::terminate(&ctx, &i, args.quick).await
 }
 

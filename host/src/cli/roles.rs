@@ -33,14 +33,18 @@ pub struct ListOptionsArgs {
 
 pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
     let roles = Roles::load(g)?;
+    let list = roles.list()?;
     if args.json {
-        g.shell.json(&json!(roles.list()));
+        g.shell.json(&json!(list));
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = roles
-        .list()
+    let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|r| vec![r.name.clone(), r.description.lines().next().unwrap_or_default().to_string()])
+        .map(|r| {
+            // A name two plugins define is shown qualified, so it can be used as shown.
+            let name = if r.summary.conflict { r.summary.qualified.clone() } else { r.summary.name.clone() };
+            vec![name, r.summary.description.clone()]
+        })
         .collect();
     g.shell.table(&["role", "description"], &rows);
     Ok(())
@@ -49,6 +53,7 @@ pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
 pub fn list_options(args: ListOptionsArgs, g: &Globals) -> Result<()> {
     let roles = Roles::load(g)?;
     let role = roles.get(&args.role)?;
+    let _ = &args.context;
     if args.json {
         g.shell.json(&json!(role.options));
         return Ok(());

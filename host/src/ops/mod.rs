@@ -1,6 +1,9 @@
 //! The work behind the commands.
 
+pub mod boxes;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
+pub mod launch;
+pub mod prepare;
 pub mod register_key;

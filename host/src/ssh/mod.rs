@@ -9,6 +9,7 @@
 
 pub mod hostkey;
 pub mod known_hosts;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,181 @@
+//! Loading one plugin file: the checks before `dlopen` (permissions, sha256 against the lock,
+//! ELF/Mach-O structure, the build-info string: ABI major and panic strategy, pins), then
+//! `dlopen` with abi_stable's header, C-ABI self-test, version and layout checks, then the
+//! manifest.
+
+use crate::error::PluginError;
+use crate::integrity::{check_permissions, check_structure};
+use crate::lock::{first_line, sha256_hex, Lock};
+use crate::sources::{Candidate, Origin};
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use cgcloud_plugin_api::abi::{PluginModRef, ABI_MAJOR};
+use cgcloud_plugin_api::proto::Manifest;
+use cgcloud_plugin_api::BuildInfo;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What is known about a plugin file after the checks that need no `dlopen`.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub path: PathBuf,
+    pub origin: Origin,
+    pub info: BuildInfo,
+    /// The file's sha256: computed for files that need a lock entry (hashing costs about as
+    /// much as loading), `None` for ad-hoc ones unless asked for.
+    pub sha256: Option<String>,
+}
+
+/// A loaded plugin.
+#[derive(Clone)]
+pub struct Loaded {
+    pub inspected: Inspected,
+    pub module: PluginModRef,
+    pub manifest: Manifest,
+}
+
+/// Runs every check that does not need to load the file.
+pub fn inspect(
+    candidate: &Candidate,
+    lock: Option<(&Lock, &Path)>,
+    pins: &BTreeMap<String, semver::VersionReq>,
+    want_sha256: bool,
+) -> Result<Inspected, PluginError> {
+    let path = &candidate.path;
+    let meta = std::fs::metadata(path).map_err(|e| PluginError::Io(path.clone(), e))?;
+    check_permissions(path, &meta)?;
+    let bytes = std::fs::read(path).map_err(|e| PluginError::Io(path.clone(), e))?;
+    let needs_lock = candidate.origin.needs_lock() && lock.is_some();
+    let sha256 = (want_sha256 || needs_lock).then(|| sha256_hex(&bytes));
+    if let (true, Some(found)) = (needs_lock, &sha256) {
+        if let Some((lock, lock_path)) = lock {
+            match lock.entry(path) {
+                None => {
+                    return Err(PluginError::NotLocked {
+                        file: path.clone(),
+                        lock: lock_path.to_path_buf(),
+                    })
+                }
+                Some(entry) if entry.sha256 != *found => {
+                    return Err(PluginError::HashMismatch {
+                        file: path.clone(),
+                        lock: lock_path.to_path_buf(),
+                        found: found.clone(),
+                        locked: entry.sha256.clone(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    check_structure(path, &bytes)?;
+    let info = BuildInfo::find(&bytes).ok_or_else(|| PluginError::NoEntry(path.clone()))?;
+    if info.abi != ABI_MAJOR {
+        return Err(PluginError::AbiMismatch {
+            name: info.name,
+            file: path.clone(),
+            abi: info.abi,
+            host: ABI_MAJOR,
+        });
+    }
+    if !info.panic_unwind {
+        return Err(PluginError::PanicAbort {
+            name: info.name,
+            file: path.clone(),
+        });
+    }
+    check_pin(&info.name, &info.version, path, pins)?;
+    Ok(Inspected {
+        path: path.clone(),
+        origin: candidate.origin,
+        info,
+        sha256,
+    })
+}
+
+/// Checks the admin's pin for `name`, if any.
+pub fn check_pin(
+    name: &str,
+    version: &str,
+    path: &Path,
+    pins: &BTreeMap<String, semver::VersionReq>,
+) -> Result<(), PluginError> {
+    let Some(req) = pins.get(name) else {
+        return Ok(());
+    };
+    let ok = semver::Version::parse(version)
+        .map(|v| req.matches(&v))
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(PluginError::PinMismatch {
+            name: name.into(),
+            version: version.into(),
+            file: path.to_path_buf(),
+            req: req.to_string(),
+        })
+    }
+}
+
+/// Loads an inspected file. Only call this after [`inspect`] passed.
+pub fn load(inspected: Inspected) -> Result<Loaded, PluginError> {
+    let path = inspected.path.clone();
+    let name = inspected.info.name.clone();
+    let module = lib_header_from_path(&path)
+        .and_then(|header| header.init_root_module::<PluginModRef>())
+        .map_err(|e| library_error(&path, &name, e))?;
+    if module.abi_major() != ABI_MAJOR {
+        return Err(PluginError::AbiMismatch {
+            name,
+            file: path,
+            abi: module.abi_major(),
+            host: ABI_MAJOR,
+        });
+    }
+    if module.panic_unwind() != 1 {
+        return Err(PluginError::PanicAbort { name, file: path });
+    }
+    let bytes = cgcloud_plugin_api::abi::manifest_bytes(module);
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| PluginError::Incompatible {
+            name: name.clone(),
+            file: path.clone(),
+            detail: format!("unreadable manifest: {e}"),
+        })?;
+    if manifest.abi != ABI_MAJOR {
+        return Err(PluginError::AbiMismatch {
+            name,
+            file: path,
+            abi: manifest.abi,
+            host: ABI_MAJOR,
+        });
+    }
+    Ok(Loaded {
+        inspected,
+        module,
+        manifest,
+    })
+}
+
+fn library_error(path: &Path, name: &str, e: LibraryError) -> PluginError {
+    match e {
+        LibraryError::GetSymbolError { .. } => PluginError::NoEntry(path.to_path_buf()),
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => PluginError::Incompatible {
+            name: name.into(),
+            file: path.to_path_buf(),
+            detail: format!("ABI version {actual_version}, this cgcloud has {expected_version}"),
+        },
+        LibraryError::AbiInstability(_)
+        | LibraryError::InvalidCAbi { .. }
+        | LibraryError::InvalidAbiHeader(_) => PluginError::Incompatible {
+            name: name.into(),
+            file: path.to_path_buf(),
+            detail: "the layout check failed".into(),
+        },
+        other => PluginError::LoadFailed(path.to_path_buf(), first_line(&other.to_string())),
+    }
+}

@@ -1,0 +1,502 @@
+//! The box template: `create` and `recreate` drive a role's hooks in the original's order —
+//! prepare (image → security group → options → key pairs → IAM role and instance profile →
+//! block devices and cloud-config → spot) → RunInstances with every tag applied at launch →
+//! running → address → SSH with the pinned host key → cloud-init finished →
+//! `on_instance_ready` → the set-up phases → optional image. A failure after launch terminates
+//! the instance unless `-N`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{Image, Instance, InstanceStateName, ResourceType, Tag, TagSpecification};
+use cgcloud_plugin_api::{OptionKind, RoleOption};
+use cgcloud_plugin_host::{Offline, RoleData, RoleHandle};
+use serde_json::{json, Value};
+
+use super::launch::{self, LaunchSpec, Phases};
+use super::prepare::{self, OWNER_TAG, ROLE_TAG};
+use super::{images, instances, keypairs};
+use crate::aws::{self, tag, AwsResultExt};
+use crate::ctx::Context;
+use crate::errors::Result;
+use crate::names::ImageRef;
+use crate::ssh::hostkey::HostKey;
+use crate::ssh::remote::{BoxServices, Remote};
+use crate::ssh::{known_hosts, SshSettings, Target};
+use crate::{bail_user, user_error};
+
+/// How long an image may take to become available.
+pub const IMAGE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Tag keys of cgcloud's images beyond the original's (`generation`, `enable_agent`, options).
+pub const IMAGE_ROLE_HASH_TAG: &str = "cgcloud:role-hash";
+pub const IMAGE_PLUGIN_TAG: &str = "cgcloud:plugin";
+pub const IMAGE_PLUGIN_VERSION_TAG: &str = "cgcloud:plugin-version";
+pub const IMAGE_BASE_AMI_TAG: &str = "cgcloud:base-ami";
+
+/// What `create` and `recreate` were asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub keypair_globs: Vec<String>,
+    pub instance_type: Option<String>,
+    pub spot_bid: Option<f64>,
+    pub vpc: Option<String>,
+    pub subnet: Option<String>,
+    pub role_options: Vec<String>,
+    pub root_volume_size: Option<u32>,
+    pub root_volume_type: Option<String>,
+    pub encrypt_root: bool,
+    pub private_ip: bool,
+    /// `-T`: terminate when done; `-N`: never terminate, even after a failure.
+    pub terminate: bool,
+    pub never_terminate: bool,
+    pub create_image: bool,
+    pub upgrade: bool,
+    pub plan: bool,
+    /// `create -i AMI`: boot this image instead of the role's base image.
+    pub boot_image: Option<String>,
+    /// `recreate -i`: one of the role's images.
+    pub from_image: Option<ImageRef>,
+    /// `recreate -Q`: do not wait for the box to be ready.
+    pub quick: bool,
+}
+
+/// What `create` and `recreate` did (printed as JSON with `--json`).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub instance_id: String,
+    pub address: String,
+    pub image_id: String,
+    pub new_image: Option<String>,
+    pub terminated: bool,
+    pub phases: Phases,
+}
+
+impl Created {
+    pub fn to_json(&self, ctx: &Context, role: &str, instance_type: &str) -> Value {
+        json!({
+            "role": role,
+            "namespace": ctx.namespace.as_str(),
+            "instance_id": self.instance_id,
+            "address": self.address,
+            "image_id": self.image_id,
+            "instance_type": instance_type,
+            "created_image": self.new_image,
+            "terminated": self.terminated,
+            "phases": self.phases.to_json(),
+        })
+    }
+}
+
+/// Parses and checks `-O NAME=VALUE` against the role's declared options; adds defaults.
+pub fn role_options(role: &str, declared: &[RoleOption], given: &[String], inherited: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for o in declared {
+        if let Some(v) = inherited.get(&o.name).filter(|_| o.inherited) {
+            out.insert(o.name.clone(), v.clone());
+        } else if let Some(d) = &o.default {
+            out.insert(o.name.clone(), d.clone());
+        }
+    }
+    for item in given {
+        let Some((name, value)) = item.split_once('=') else {
+            bail_user!("`{item}` is not a role option: write NAME=VALUE");
+        };
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            bail_user!("`{name}` is not a valid option name: a letter, then letters, digits or `_`");
+        }
+        let Some(o) = declared.iter().find(|o| o.name == name) else {
+            bail_user!("role `{role}` has no option `{name}`; `cgcloud list-options {role}` lists its options");
+        };
+        let ok = match o.kind {
+            OptionKind::Bool => matches!(value, "true" | "false" | "True" | "False"),
+            OptionKind::Int => value.parse::<i64>().is_ok(),
+            _ => true,
+        };
+        if !ok {
+            bail_user!("option `{name}` of role `{role}` takes {:?} values, not `{value}`", o.kind);
+        }
+        out.insert(name.to_string(), value.to_string());
+    }
+    Ok(out)
+}
+
+/// The default ssh_config, identity and data directory for this invocation.
+pub fn ssh_settings(identity: Option<std::path::PathBuf>) -> Result<SshSettings> {
+    let config = crate::config::Config::load()?;
+    Ok(SshSettings { data_dir: crate::roles::data_dir()?, identity, user_config: config.ssh_config() })
+}
+
+/// Runs role hooks on a blocking thread, with services that reach the box over `remote`.
+async fn run_hooks<F>(ctx: &Context, role: &Arc<RoleHandle>, remote: &Arc<Remote>, options: &BTreeMap<String, String>, f: F) -> Result<()>
+where
+    F: FnOnce(&RoleHandle, &BoxServices) -> std::result::Result<(), cgcloud_plugin_host::HookError> + Send + 'static,
+{
+    let services = BoxServices {
+        remote: remote.clone(),
+        handle: tokio::runtime::Handle::current(),
+        options: options.clone(),
+        shell: ctx.shell.clone(),
+        cancelled: Arc::new(AtomicBool::new(false)),
+        label: format!("{} on {}", role.name(), remote.target.instance_id),
+    };
+    let role = role.clone();
+    tokio::task::spawn_blocking(move || f(&role, &services))
+        .await
+        .map_err(|e| user_error!("a role hook thread failed: {e}"))?
+        .map_err(|e| user_error!("{e}"))
+}
+
+/// Everything `create` decides before touching anything (and `--plan` prints).
+struct Plan {
+    data: RoleData,
+    options: BTreeMap<String, String>,
+    image: Image,
+    instance_type: String,
+    keypairs: Vec<String>,
+    iam_role: String,
+    generation: u32,
+    root_volume_type: String,
+    subnet: Option<String>,
+}
+
+async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<Plan> {
+    // Options inherited from the image (recreate), then -O.
+    let from_image = match &opts.from_image {
+        Some(r) => {
+            let prefix = role.declared(&Offline::quiet())?.image_name_prefix;
+            Some(images::resolve(ctx, role.name(), &prefix, r).await?)
+        }
+        None => None,
+    };
+    let image_tags: BTreeMap<String, String> = from_image
+        .as_ref()
+        .map(|i| i.tags().iter().map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into())).collect())
+        .unwrap_or_default();
+    let declared_opts = role.declared(&Offline::quiet())?.options;
+    let options = role_options(role.name(), &declared_opts, &opts.role_options, &image_tags)?;
+    let logger = |_: cgcloud_plugin_api::Level, _: &str| {};
+    let data = role.declared(&Offline { options: options.clone(), logger: &logger })?;
+    let instance_type = opts.instance_type.clone().unwrap_or_else(|| data.recommended_instance_type.clone());
+    if instance_type.trim().is_empty() {
+        bail_user!("no instance type: pass --instance-type or set CGCLOUD_INSTANCE_TYPE");
+    }
+    let image = match (&from_image, &opts.boot_image) {
+        (Some(i), _) => i.clone(),
+        (None, Some(id)) => {
+            let out = ctx.aws.ec2().describe_images().image_ids(id).send().await;
+            match out {
+                Ok(o) => o.images().first().cloned().ok_or_else(|| user_error!("there is no image `{id}` in region {}", ctx.region))?,
+                Err(e) => return Err(e).aws(|| format!("failed to look up image `{id}`")),
+            }
+        }
+        (None, None) => prepare::find_base_image(ctx, &data.base_image).await?,
+    };
+    let generation = tag(image.tags(), "generation").and_then(|g| g.parse().ok()).unwrap_or(0);
+    let keypairs = keypairs::expand_for_launch(ctx, &keypairs::globs_from(&opts.keypair_globs)).await?;
+    let iam_role = prepare::iam_role_name(ctx, &data.iam_role_features)?;
+    let subnet = match (&opts.subnet, &opts.vpc) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(vpc)) => {
+            let out = ctx
+                .aws
+                .ec2()
+                .describe_subnets()
+                .filters(aws::filter("vpc-id", &[vpc]))
+                .filters(aws::filter("availability-zone", &[&ctx.zone]))
+                .send()
+                .await
+                .aws(|| format!("failed to list the subnets of `{vpc}`"))?;
+            Some(
+                out.subnets()
+                    .first()
+                    .and_then(|s| s.subnet_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| user_error!("VPC `{vpc}` has no subnet in zone {}; pass --subnet", ctx.zone))?,
+            )
+        }
+        (None, None) => None,
+    };
+    Ok(Plan {
+        data,
+        options,
+        image,
+        instance_type,
+        keypairs,
+        iam_role,
+        generation,
+        root_volume_type: opts.root_volume_type.clone().unwrap_or_else(|| "gp3".into()),
+        subnet,
+    })
+}
+
+fn plan_json(ctx: &Context, p: &Plan, opts: &CreateOptions, tags: &[(String, String)]) -> Value {
+    let age_days = p
+        .image
+        .creation_date()
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .map(|d| (chrono::Utc::now() - d.with_timezone(&chrono::Utc)).num_days());
+    json!({
+        "role": p.data.name,
+        "plugin": format!("{} {}", p.data.plugin, p.data.plugin_version),
+        "namespace": ctx.namespace.as_str(),
+        "zone": ctx.zone,
+        "image": {"id": p.image.image_id(), "name": p.image.name(), "owner": p.image.owner_id(),
+                  "created": p.image.creation_date(), "age_days": age_days},
+        "instance_type": p.instance_type,
+        "key_pairs": p.keypairs,
+        "security_group": {"name": ctx.aws_name(&p.data.name).ok(), "rules": p.data.security_group_rules},
+        "iam_role": p.iam_role,
+        "iam_policies": p.data.iam_policies.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+        "instance_profile": ctx.aws_name(&p.data.name).ok(),
+        "tags": tags.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "user_data": {"cloud_config_keys": p.data.cloud_config.0.keys().collect::<Vec<_>>(), "host_key": "generated by cgcloud, pinned"},
+        "root_volume": {"size_gib": opts.root_volume_size, "type": p.root_volume_type, "encrypted": opts.encrypt_root},
+        "spot_max_price": opts.spot_bid,
+        "subnet": p.subnet,
+        "packages": p.data.packages,
+        "setup": opts.from_image.is_none(),
+    })
+}
+
+/// `create` (and, with `opts.from_image`, `recreate`).
+pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: &SshSettings) -> Result<Option<(Created, Value)>> {
+    let role = Arc::new(role);
+    let mut phases = Phases::default();
+    let p = plan(ctx, &role, opts).await?;
+    let name = ctx.aws_name(&p.data.name)?;
+    let mut tags: Vec<(String, String)> = vec![
+        ("Name".into(), name.clone()),
+        ("generation".into(), p.generation.to_string()),
+        ("cluster_ordinal".into(), "0".into()),
+        // The agent is not installed yet: keys 2…n go in once at first boot, as with --no-agent.
+        ("enable_agent".into(), "False".into()),
+        (OWNER_TAG.into(), ctx.namespace.as_str().into()),
+        (ROLE_TAG.into(), p.data.name.clone()),
+    ];
+    for (k, v) in &p.options {
+        tags.push((k.clone(), v.clone()));
+    }
+    if opts.plan {
+        ctx.shell.json(&plan_json(ctx, &p, opts, &tags));
+        return Ok(None);
+    }
+    let t = Instant::now();
+    let sg = prepare::ensure_security_group(ctx, &p.data.name, &p.data.name, opts.vpc.as_deref(), &p.data.security_group_rules, "0.0.0.0/0").await?;
+    let profile = prepare::ensure_instance_profile(ctx, &p.data.name, &p.data.iam_role_features, &p.data.iam_policies).await?;
+    let host_key = HostKey::generate()?;
+    let mut cloud_config = p.data.cloud_config.clone();
+    let extra_keys = extra_public_keys(ctx, &p.keypairs[1..]).await?;
+    if !extra_keys.is_empty() {
+        cloud_config.append("ssh_authorized_keys", extra_keys.into_iter().map(Value::from));
+    }
+    let spec = LaunchSpec {
+        image: p.image.clone(),
+        instance_type: p.instance_type.clone(),
+        key_name: p.keypairs[0].clone(),
+        security_group_ids: vec![sg],
+        subnet_id: p.subnet.clone(),
+        instance_profile_arn: Some(profile),
+        user_data: prepare::user_data(&cloud_config, &host_key),
+        root_volume_size: opts.root_volume_size,
+        root_volume_type: p.root_volume_type.clone(),
+        encrypt_root: opts.encrypt_root,
+        extra_devices: p.data.block_devices.clone(),
+        spot_max_price: opts.spot_bid,
+        tags,
+    };
+    let instance = launch::run_instance(ctx, &spec).await?;
+    let id = instance.instance_id().unwrap_or_default().to_string();
+    let t = phases.record("api", t);
+    ctx.shell.info(format!("launched instance `{id}` of role `{}` from `{}`", p.data.name, p.image.image_id().unwrap_or_default()));
+    let result = provision(ctx, &role, opts, ssh, &p, &id, &host_key, &mut phases, t).await;
+    match result {
+        Ok((address, new_image, terminated)) => {
+            ctx.shell.info(format!("phases: {}", phases.summary()));
+            if !terminated {
+                let ns = ctx.namespace.as_str();
+                ctx.shell.info(format!("Run `cgcloud ssh -n {ns} -z {} {}` to start using this box.", ctx.zone, p.data.name));
+            }
+            let created = Created {
+                instance_id: id,
+                address,
+                image_id: p.image.image_id().unwrap_or_default().into(),
+                new_image,
+                terminated,
+                phases,
+            };
+            let j = created.to_json(ctx, &p.data.name, &p.instance_type);
+            Ok(Some((created, j)))
+        }
+        Err(e) => {
+            if opts.never_terminate {
+                ctx.shell.warn(format!("kept instance `{id}` after the failure (-N)"));
+            } else {
+                match ctx.aws.ec2().terminate_instances().instance_ids(&id).send().await {
+                    Ok(_) => {
+                        let _ = known_hosts::forget(&ssh.known_hosts(), &id);
+                        ctx.shell.warn(format!("terminated instance `{id}` after the failure (-N keeps it)"));
+                    }
+                    Err(te) => ctx.shell.warn(format!(
+                        "instance `{id}` could not be terminated after the failure ({}); terminate it by hand",
+                        aws::describe(&te)
+                    )),
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The public keys of key pairs 2…n, installed once at first boot.
+async fn extra_public_keys(ctx: &Context, names: &[String]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for n in names {
+        match aws::key_pair(&ctx.aws.ec2(), n).await? {
+            Some(k) => match k.public_key() {
+                Some(pk) => keys.push(pk.trim().to_string()),
+                None => ctx.shell.warn(format!("EC2 did not return the public key of key pair `{n}`; it is left out")),
+            },
+            None => ctx.shell.warn(format!("key pair `{n}` has disappeared; it is left out")),
+        }
+    }
+    Ok(keys)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn provision(
+    ctx: &Context,
+    role: &Arc<RoleHandle>,
+    opts: &CreateOptions,
+    ssh: &SshSettings,
+    p: &Plan,
+    id: &str,
+    host_key: &HostKey,
+    phases: &mut Phases,
+    t: Instant,
+) -> Result<(String, Option<String>, bool)> {
+    known_hosts::pin(&ssh.known_hosts(), id, &host_key.public)?;
+    // The original names a box's cluster after the box itself.
+    ctx.aws
+        .ec2()
+        .create_tags()
+        .resources(id)
+        .tags(Tag::builder().key("cluster_name").value(id).build())
+        .send()
+        .await
+        .aws(|| format!("failed to tag `{id}`"))?;
+    let (_, address) = launch::wait_running(ctx, id, opts.private_ip).await?;
+    let t = phases.record("pending-to-running", t);
+    if opts.quick {
+        return Ok((address, None, false));
+    }
+    let target = Target { instance_id: id.to_string(), address: address.clone(), user: p.data.admin_account.clone() };
+    let (remote, t) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
+    let remote = Arc::new(remote);
+    let first_boot = true;
+    run_hooks(ctx, role, &remote, &p.options, move |r, s| r.on_instance_ready(s, first_boot)).await?;
+    let mut t = t;
+    if opts.from_image.is_none() {
+        ctx.shell.info(format!("{id}: setting up role `{}`", p.data.name));
+        let upgrade = opts.upgrade;
+        run_hooks(ctx, role, &remote, &p.options, move |r, s| r.setup(s, upgrade)).await?;
+        t = phases.record("setup", t);
+    }
+    if let Ok(r) = Arc::try_unwrap(remote) {
+        r.close().await;
+    }
+    let mut new_image = None;
+    if opts.create_image {
+        ctx.shell.info(format!("{id}: stopping to make an image"));
+        launch::stop(ctx, id).await?;
+        let img = image(ctx, role, id, &p.data, &p.options).await?;
+        new_image = Some(img);
+        t = phases.record("image", t);
+        if !opts.terminate {
+            launch::start(ctx, id, opts.private_ip).await?;
+            t = phases.record("restart", t);
+        }
+    }
+    let _ = t;
+    if opts.terminate {
+        instances::terminate(ctx, &instance_of(ctx, id).await?, true).await?;
+        let _ = known_hosts::forget(&ssh.known_hosts(), id);
+        return Ok((address, new_image, true));
+    }
+    Ok((address, new_image, false))
+}
+
+async fn instance_of(ctx: &Context, id: &str) -> Result<Instance> {
+    aws::instance_by_id(&ctx.aws.ec2(), id).await?.ok_or_else(|| user_error!("instance `{id}` has disappeared"))
+}
+
+/// Makes an image of a stopped box: named `<prefix>_<local time>` in the namespace, tagged
+/// with the next generation, inherited options, and the role's hash, plugin and base image.
+pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, options: &BTreeMap<String, String>) -> Result<String> {
+    let ec2 = ctx.aws.ec2();
+    let i = aws::wait_for_state(
+        &ec2,
+        id,
+        &[InstanceStateName::Stopping, InstanceStateName::Stopped],
+        InstanceStateName::Stopped,
+        launch::STOP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| user_error!("{e}; stop the box first with `cgcloud stop {}`", data.name))?;
+    let generation: u32 = tag(i.tags(), "generation").and_then(|g| g.parse().ok()).unwrap_or(0) + 1;
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S");
+    let name = ctx.aws_name(&format!("{}_{stamp}", data.image_name_prefix))?;
+    let base_ami = tag(i.tags(), IMAGE_BASE_AMI_TAG).map(str::to_string).or_else(|| i.image_id().map(str::to_string)).unwrap_or_default();
+    let hash = role.definition_hash(&Offline { options: options.clone(), logger: &|_, _| {} })?;
+    let mut tags = vec![
+        ("generation".to_string(), generation.to_string()),
+        ("enable_agent".to_string(), tag(i.tags(), "enable_agent").unwrap_or("False").to_string()),
+        (ROLE_TAG.to_string(), data.name.clone()),
+        (OWNER_TAG.to_string(), ctx.namespace.as_str().to_string()),
+        (IMAGE_ROLE_HASH_TAG.to_string(), hash),
+        (IMAGE_PLUGIN_TAG.to_string(), data.plugin.clone()),
+        (IMAGE_PLUGIN_VERSION_TAG.to_string(), data.plugin_version.clone()),
+        (IMAGE_BASE_AMI_TAG.to_string(), base_ami),
+    ];
+    for o in data.options.iter().filter(|o| o.inherited) {
+        if let Some(v) = options.get(&o.name) {
+            tags.push((o.name.clone(), v.clone()));
+        }
+    }
+    let tag_list: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    let out = ec2
+        .create_image()
+        .instance_id(id)
+        .name(&name)
+        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Image).set_tags(Some(tag_list.clone())).build())
+        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Snapshot).set_tags(Some(tag_list)).build())
+        .send()
+        .await
+        .aws(|| format!("failed to make an image of `{id}`"))?;
+    let image_id = out.image_id().unwrap_or_default().to_string();
+    let account = ctx.identity().await?.account.clone();
+    let deadline = Instant::now() + IMAGE_TIMEOUT;
+    loop {
+        let img = aws::own_image_by_id(&ec2, &account, &image_id).await?;
+        match img.as_ref().and_then(|i| i.state()).map(|s| s.as_str().to_string()).as_deref() {
+            Some("available") => break,
+            Some("failed") | Some("error") => bail_user!("image `{image_id}` of `{id}` failed"),
+            _ if Instant::now() >= deadline => bail_user!("image `{image_id}` was not available after {}s", IMAGE_TIMEOUT.as_secs()),
+            _ => tokio::time::sleep(aws::POLL_INTERVAL).await,
+        }
+    }
+    // NOTE: DescribeImages by name lags behind by ID on EC2; wait until listings show it too.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !images::list(ctx, &data.image_name_prefix).await?.iter().any(|i| i.image_id() == Some(image_id.as_str())) {
+        if Instant::now() >= deadline {
+            bail_user!("image `{image_id}` is available but not listed after 300s");
+        }
+        tokio::time::sleep(aws::POLL_INTERVAL).await;
+    }
+    ctx.shell.info(format!("made image `{image_id}` ({name}) of `{id}`"));
+    Ok(image_id)
+}

@@ -1,0 +1,251 @@
+//! A box reached over one multiplexed OpenSSH master connection, and the [`HostServices`]
+//! role hooks call through it (`run`, `sudo`, `put_file`, `get_file`, `log`, options,
+//! cancellation).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use cgcloud_plugin_api::{CmdOutput, Level};
+use cgcloud_plugin_host::HostServices;
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+
+use super::{BoxConfig, SshSettings, Target, CONNECT_TIMEOUT};
+use crate::errors::Result;
+use crate::shell::Shell;
+use crate::{bail_user, user_error};
+
+/// How long one remote command of a hook may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// An open SSH connection to a box.
+pub struct Remote {
+    pub target: Target,
+    session: Arc<Session>,
+}
+
+/// Quotes a string for a POSIX shell.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r#"'\''"#))
+}
+
+impl Remote {
+    /// Connects, retrying while the box is not answering yet, for at most `timeout`. A host key
+    /// that does not match the pinned one fails at once: that is never transient.
+    pub async fn connect(settings: &SshSettings, target: &Target, timeout: Duration, shell: &Shell) -> Result<Remote> {
+        let config = BoxConfig::write(settings, target)?;
+        let control_dir = settings.data_dir.join("ssh").join("control");
+        std::fs::create_dir_all(&control_dir)
+            .with_context(|| format!("failed to create `{}`", control_dir.display()))?;
+        let mut builder = SessionBuilder::default();
+        builder
+            .config_file(&config.path)
+            .known_hosts_check(KnownHosts::Strict)
+            .user_known_hosts_file(settings.known_hosts())
+            .user(target.user.clone())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .server_alive_interval(Duration::from_secs(15))
+            .control_directory(&control_dir);
+        if let Some(identity) = &settings.identity {
+            builder.keyfile(identity);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match builder.connect(&target.address).await {
+                Ok(session) => return Ok(Remote { target: target.clone(), session: Arc::new(session) }),
+                Err(e) => {
+                    let text = error_text(&e);
+                    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+                        || text.contains("Host key verification failed")
+                    {
+                        bail_user!(
+                            "the SSH host key of `{}` ({}) does not match the key cgcloud pinned for it; \
+                             refusing to connect: {text}",
+                            target.instance_id,
+                            target.address
+                        );
+                    }
+                    if Instant::now() >= deadline {
+                        bail_user!(
+                            "could not log in to `{}` as `{}` at {} within {}s: {text}",
+                            target.instance_id,
+                            target.user,
+                            target.address,
+                            timeout.as_secs()
+                        );
+                    }
+                    shell.debug(format!("ssh attempt {attempt} to {} failed: {text}", target.address));
+                    tokio::time::sleep(Duration::from_millis(500.min(100 * u64::from(attempt)))).await;
+                }
+            }
+        }
+    }
+
+    /// Runs a command through the remote shell.
+    pub async fn run(&self, command: &str) -> Result<CmdOutput> {
+        self.run_with_stdin(command, None).await
+    }
+
+    async fn run_with_stdin(&self, command: &str, input: Option<&[u8]>) -> Result<CmdOutput> {
+        let mut cmd = self.session.shell(command);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+        let run = async {
+            let mut child = cmd.spawn().await?;
+            if let Some(data) = input {
+                if let Some(mut stdin) = child.stdin().take() {
+                    stdin.write_all(data).await.map_err(openssh::Error::ChildIo)?;
+                    stdin.shutdown().await.map_err(openssh::Error::ChildIo)?;
+                }
+            }
+            child.wait_with_output().await
+        };
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, run)
+            .await
+            .map_err(|_| user_error!("`{command}` on `{}` did not finish within {}s", self.target.instance_id, COMMAND_TIMEOUT.as_secs()))?
+            .map_err(|e| user_error!("failed to run `{command}` on `{}`: {}", self.target.instance_id, error_text(&e)))?;
+        Ok(CmdOutput {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs a command and fails, showing its stderr, unless it exits 0.
+    pub async fn check(&self, command: &str) -> Result<CmdOutput> {
+        let out = self.run(command).await?;
+        if out.status != 0 {
+            bail_user!("{}", failure(&self.target.instance_id, command, &out));
+        }
+        Ok(out)
+    }
+
+    /// Closes the master connection.
+    pub async fn close(self) {
+        if let Ok(session) = Arc::try_unwrap(self.session) {
+            let _ = session.close().await;
+        }
+    }
+}
+
+/// A failed remote command: its command, the box, the exit code, and its stderr between rulers.
+pub fn failure(instance_id: &str, command: &str, out: &CmdOutput) -> String {
+    let ruler = "-".repeat(20);
+    format!(
+        "`{command}` failed on `{instance_id}` with exit code {}; its stderr: {ruler} {} {ruler}",
+        out.status,
+        out.stderr.trim()
+    )
+}
+
+fn error_text(e: &openssh::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Role hooks' view of a box: a [`Remote`] driven from a blocking thread.
+pub struct BoxServices {
+    pub remote: Arc<Remote>,
+    pub handle: tokio::runtime::Handle,
+    pub options: BTreeMap<String, String>,
+    pub shell: Shell,
+    pub cancelled: Arc<AtomicBool>,
+    /// Who is speaking in log lines: `<role> on <instance-id>`.
+    pub label: String,
+}
+
+impl BoxServices {
+    fn block<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> std::result::Result<T, String> {
+        if self.is_cancelled() {
+            return Err("cancelled".to_string());
+        }
+        self.handle.block_on(f).map_err(|e| crate::errors::one_line(&e))
+    }
+}
+
+impl HostServices for BoxServices {
+    fn run(&self, command: &str) -> std::result::Result<CmdOutput, String> {
+        self.shell.debug(format!("{}: $ {command}", self.label));
+        self.block(self.remote.run(command))
+    }
+
+    fn sudo(&self, command: &str, user: Option<&str>) -> std::result::Result<CmdOutput, String> {
+        let as_user = user.map(|u| format!("-u {} ", quote(u))).unwrap_or_default();
+        let full = format!("sudo -n {as_user}-- sh -c {}", quote(command));
+        self.shell.debug(format!("{}: # {command}", self.label));
+        self.block(self.remote.run(&full))
+    }
+
+    fn put_file(&self, path: &str, data: &[u8], mode: u32, sudo: bool) -> std::result::Result<(), String> {
+        let tmp = format!("{path}.cgcloud-tmp");
+        let script = format!(
+            "umask 077 && cat > {t} && chmod {mode:o} {t} && mv -f {t} {p}",
+            t = quote(&tmp),
+            p = quote(path)
+        );
+        let command = if sudo { format!("sudo -n -- sh -c {}", quote(&script)) } else { script };
+        self.shell.debug(format!("{}: put {path} ({} bytes, mode {mode:o})", self.label, data.len()));
+        let out = self.block(self.remote.run_with_stdin(&command, Some(data)))?;
+        if out.status != 0 {
+            return Err(failure(&self.remote.target.instance_id, &format!("write {path}"), &out));
+        }
+        Ok(())
+    }
+
+    fn get_file(&self, path: &str, sudo: bool) -> std::result::Result<Vec<u8>, String> {
+        // NOTE: base64 keeps binary files intact through the text-only command output.
+        let cat = format!("base64 -w0 {}", quote(path));
+        let command = if sudo { format!("sudo -n -- {cat}") } else { cat };
+        let out = self.block(self.remote.run(&command))?;
+        if out.status != 0 {
+            return Err(failure(&self.remote.target.instance_id, &format!("read {path}"), &out));
+        }
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(out.stdout.trim())
+            .map_err(|e| format!("the contents of `{path}` came back garbled: {e}"))
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let line = format!("{}: {message}", self.label);
+        match level {
+            Level::Error | Level::Warn => self.shell.warn(line),
+            Level::Debug => self.shell.debug(line),
+            _ => self.shell.info(line),
+        }
+    }
+
+    fn option(&self, name: &str) -> Option<String> {
+        self.options.get(name).cloned()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_the_shell() {
+        for s in ["plain", "with space", "it's", "$(rm -rf /)", "", "a\"b", "new\nline"] {
+            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(s))).output().unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
+        }
+    }
+}

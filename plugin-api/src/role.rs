@@ -1,0 +1,196 @@
+//! The `Role` trait: the hooks of cgcloud's box template, grouped by phase.
+//!
+//! Every hook is listed once in the `hooks!` table below, which generates the trait method
+//! (whose default delegates to the parent role), the typed callers (`cx.sup()`, `cx.this()`,
+//! the host's invoker) and the by-name dispatch. To add a hook in a 1.x release, add one line
+//! to the table and its base default in `base.rs`: no layout changes, so plugins built before
+//! keep working (the host falls back to the parent and then the base default for them), and
+//! plugins built after still load in older hosts (which never call the new hook).
+//!
+//! Call order during `cgcloud create` (the host drives it): declared data and launch-time
+//! hooks while preparing; `on_instance_running` once the instance runs; `on_instance_ready`
+//! once SSH answers and cloud-init finished; then the set-up phases `setup_package_repos`,
+//! `sync_package_repos`, `pre_install_packages`, `package_substitutions` + `packages` →
+//! `install_packages`, `post_install_packages`, and with `--upgrade` `upgrade_packages`.
+
+use crate::cx::Cx;
+use crate::error::{Result, RoleError};
+#[allow(unused_imports)]
+use crate::proto::{
+    Arch, BaseImageQuery, BlockDevice, CloudConfig, IamPolicy, RoleOption, SecurityGroupRule,
+    Substitution, Virtualization,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Something that can run a hook by name with JSON arguments: the parent chain (`cx.sup()`),
+/// the most derived role (`cx.this()`) or the host's invoker.
+pub trait Caller {
+    /// Runs `hook` with JSON `args` and returns its JSON result.
+    fn call_json(&self, hook: &str, args: Vec<u8>) -> Result<Vec<u8>>;
+}
+
+/// Typed access to every hook through a [`Caller`].
+pub struct Hooks<C>(pub C);
+
+impl<C: Caller> Hooks<C> {
+    fn typed<A: Serialize, T: DeserializeOwned>(&self, hook: &str, args: &A) -> Result<T> {
+        let args = serde_json::to_vec(args)?;
+        let out = self.0.call_json(hook, args)?;
+        serde_json::from_slice(&out).map_err(|e| {
+            RoleError::failed(format!("hook `{hook}` returned a malformed result: {e}"))
+        })
+    }
+}
+
+fn encode<T: Serialize>(r: Result<T>) -> Result<Vec<u8>> {
+    r.and_then(|v| serde_json::to_vec(&v).map_err(RoleError::from))
+}
+
+fn decode<T: DeserializeOwned>(hook: &str, args: &[u8]) -> Result<T> {
+    serde_json::from_slice(args)
+        .map_err(|e| RoleError::failed(format!("malformed arguments for hook `{hook}`: {e}")))
+}
+
+macro_rules! hooks {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident($($arg:ident : $ty:ty),*) -> $ret:ty;
+    )*) => {
+        /// A cgcloud role. Every hook has a default that delegates to the parent role
+        /// (`extends`), and at the root of the chain to the base behaviour in
+        /// [`crate::base`]; override only what your role changes, and call the parent
+        /// explicitly with `cx.sup()`.
+        ///
+        /// A hook returning `Err` stops what cgcloud is doing (for `create`, the instance is
+        /// terminated unless `-N`); a panic is caught and reported as an error naming the
+        /// plugin, the role and the hook.
+        pub trait Role: Send + Sync + 'static {
+            $(
+                $(#[$doc])*
+                fn $name(&self, cx: &Cx<'_> $(, $arg: $ty)*) -> Result<$ret> {
+                    cx.sup().$name($($arg),*)
+                }
+            )*
+        }
+
+        impl<C: Caller> Hooks<C> {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self $(, $arg: $ty)*) -> Result<$ret> {
+                    self.typed(stringify!($name), &($($arg,)*))
+                }
+            )*
+        }
+
+        /// Runs `hook` on `role`; `None` if this build does not know the hook.
+        pub(crate) fn dispatch(role: &dyn Role, cx: &Cx<'_>, hook: &str, args: &[u8]) -> Option<Result<Vec<u8>>> {
+            match hook {
+                $(
+                    stringify!($name) => Some(
+                        decode::<($($ty,)*)>(hook, args)
+                            .and_then(|($($arg,)*)| encode(role.$name(cx $(, $arg)*)))
+                    ),
+                )*
+                _ => None,
+            }
+        }
+
+        /// Runs the base default of `hook`; `None` if this build does not know the hook.
+        pub(crate) fn base_dispatch(cx: &Cx<'_>, hook: &str, args: &[u8]) -> Option<Result<Vec<u8>>> {
+            match hook {
+                $(
+                    stringify!($name) => Some(
+                        decode::<($($ty,)*)>(hook, args)
+                            .and_then(|($($arg,)*)| encode(crate::base::$name(cx $(, $arg)*)))
+                    ),
+                )*
+                _ => None,
+            }
+        }
+
+        /// The names of the hooks this build knows, in table order.
+        pub const HOOK_NAMES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+hooks! {
+    // --- Identity and declared data (called while preparing; no box yet) ---
+
+    /// The options this role accepts (`-O NAME=VALUE`). Default: the parent's; base: none.
+    fn options() -> Vec<RoleOption>;
+    /// The instance type used when `-t` is not given. Base: `t3.micro`.
+    fn recommended_instance_type() -> String;
+    /// Supported virtualization types, preferred first. Base: `[hvm]`.
+    fn virtualization_types() -> Vec<Virtualization>;
+    /// Supported architectures, preferred first. Base: `[x86_64]`.
+    fn architectures() -> Vec<Arch>;
+    /// The account with passwordless sudo that cgcloud provisions through. Base: an error
+    /// (extend a built-in role, which sets it).
+    fn admin_account() -> String;
+    /// The account `cgcloud ssh` logs into. Base: the most derived role's admin account.
+    fn default_account() -> String;
+    /// How to find the base image: owner account plus name pattern. Base: an error.
+    fn base_image() -> BaseImageQuery;
+    /// Ingress rules of the role's security group. Base: SSH from the configured clients and
+    /// ICMP "fragmentation needed" from anywhere.
+    fn security_group_rules() -> Vec<SecurityGroupRule>;
+    /// The features contributing to the role's IAM role, in order; they name the IAM role
+    /// (`cgcloud--feature--…`, hashed). Base: none.
+    fn iam_role_features() -> Vec<String>;
+    /// Inline policies of the role's instance profile. Base: none.
+    fn iam_policies() -> Vec<IamPolicy>;
+    /// The prefix of the names of images made from boxes of this role. Base: the role's name.
+    fn image_name_prefix() -> String;
+    /// Declared features, e.g. `apt`, `systemd`, `cloud-init`. Base: none.
+    fn features() -> Vec<String>;
+
+    // --- Launch-time contributions ---
+
+    /// Block devices besides the root volume. Base: none.
+    fn block_devices() -> Vec<BlockDevice>;
+    /// Cloud-config contributions merged into the user data. Base: empty.
+    fn cloud_config() -> CloudConfig;
+    /// Shell commands run at the end of every boot; must tolerate `set -e`. Base: none.
+    fn init_commands() -> Vec<String>;
+
+    // --- Remote hooks (a box exists; `cx.run`/`cx.sudo` reach it) ---
+
+    /// Runs once per boot after the instance reached `running`, before SSH is tried.
+    /// Base: nothing.
+    fn on_instance_running(first_boot: bool) -> ();
+    /// Runs once per boot after SSH answers and cloud-init finished. Base: nothing.
+    fn on_instance_ready(first_boot: bool) -> ();
+    /// Set-up phase 1: add package repositories. Base: nothing.
+    fn setup_package_repos() -> ();
+    /// Set-up phase 2: refresh the package index. Base: nothing.
+    fn sync_package_repos() -> ();
+    /// Set-up phase 3: anything needed before packages are installed (users, debconf).
+    /// Base: nothing.
+    fn pre_install_packages() -> ();
+    /// Set-up phase 4a: package substitutions, applied transitively. Base: none.
+    fn package_substitutions() -> Vec<Substitution>;
+    /// Set-up phase 4b: the packages to install. Base: none.
+    fn packages() -> Vec<String>;
+    /// Set-up phase 5: install the (substituted) packages. Base: an error unless the list is
+    /// empty (a role needs a package-manager feature to install anything).
+    fn install_packages(packages: Vec<String>) -> ();
+    /// Set-up phase 6: the role's main work, after packages are installed. Base: nothing.
+    fn post_install_packages() -> ();
+    /// Set-up phase 7, only with `--upgrade`: upgrade installed packages. Base: an error.
+    fn upgrade_packages() -> ();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_table_has_no_duplicates() {
+        let mut names = HOOK_NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), HOOK_NAMES.len());
+        assert!(HOOK_NAMES.contains(&"on_instance_ready"));
+    }
+}
