@@ -22,7 +22,6 @@ pub struct RoleView {
 
 pub struct Roles {
     pub registry: Registry,
-    pub sources: PluginSources,
 }
 
 /// Where plugins come from for this invocation: `--plugin`, `CGCLOUD_PLUGIN_PATH`, the config
@@ -48,7 +47,7 @@ impl Roles {
         for w in registry.warnings() {
             g.shell.warn(w);
         }
-        Ok(Roles { registry, sources })
+        Ok(Roles { registry })
     }
 
     /// Every role with its declared options.

@@ -1,6 +1,7 @@
 //! The `cgcloud` binary against moto: each test runs in its own moto account and checks the
 //! AWS state afterwards, not just what was printed.
 
+mod boxes;
 mod help;
 mod images;
 mod instances;

@@ -8,10 +8,8 @@
 #   tests/localcloud/demo.sh shell    the same set-up, then an interactive shell whose environment
 #                                     points cgcloud (and aws/boto3) at the local cloud
 #
-# Needs root (network namespaces, overlay mounts, containers). Steps cgcloud cannot run yet are
-# named as such and done through the EC2 API and ssh directly, so the local cloud still shows its
-# part. DEMO_NO_BUILD=1 uses already-built binaries (CGCLOUD_BIN, CGCLOUD_LOCALCLOUD_BIN or the
-# target folder).
+# Needs root (network namespaces, overlay mounts, containers). DEMO_NO_BUILD=1 uses already-built
+# binaries (CGCLOUD_BIN, CGCLOUD_LOCALCLOUD_BIN or the target folder).
 set -euo pipefail
 
 MODE=${1:-run}
@@ -24,7 +22,6 @@ CG=${CGCLOUD_BIN:-$TARGET/debug/cgcloud}
 ROLE=generic-debian-bookworm-box
 WORK=$(mktemp -d /tmp/cgcloud-demo.XXXXXX)
 REGION=us-west-2
-DEBIAN12=ami-0de12a0000000b121   # debian-12-amd64-… from Debian's account, in amis.json
 
 die() { echo "ERROR: $*" >&2; exit 255; }
 now() { date +%s%N; }
@@ -60,7 +57,7 @@ if [ -z "${DEMO_NO_BUILD:-}" ]; then
   (cd "$ROOT" && cargo build -q -p cgcloud-localcloud && cargo build -q -p cgcloud) || die "the build failed"
 fi
 [ -x "$LC" ] || die "\`$LC\` is not built; run \`cargo build -p cgcloud-localcloud\`"
-[ -x "$CG" ] || echo "note: \`$CG\` is not built; every cgcloud step goes through the EC2 API instead"
+[ -x "$CG" ] || die "\`$CG\` is not built; run \`cargo build -p cgcloud\`"
 "$LC" setup
 echo "install+build+setup: $(( ($(now) - t0) / 1000000 )) ms"
 
@@ -107,112 +104,45 @@ fi
 
 # --- the main job ------------------------------------------------------------------------------
 ssh-keygen -q -t ed25519 -N '' -C demo -f "$WORK/id_ed25519"
-KEY=$WORK/id_ed25519
-SSH_OPTS=(-F "$CGCLOUD_SSH_CONFIG" -i "$KEY" -o "UserKnownHostsFile=$WORK/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes -o ControlPath=none)
+export CGCLOUD_SSH_KEY=$WORK/id_ed25519 CGCLOUD_DATA_DIR=$WORK/cgcloud-data
 declare -A TIMES
 ORDER=()
 
-# ec2 ACTION ARGS…: the few EC2 calls the fallback steps need, through boto3.
-ec2() {
-  python3 - "$@" <<'EOF'
-import boto3, sys, subprocess
-ec2 = boto3.client("ec2")
-act, args = sys.argv[1], sys.argv[2:]
-if act == "run":                      # run AMI KEYNAME HOSTKEY -> instance id
-    ami, key, hk = args
-    priv = open(hk).read(); pub = open(hk + ".pub").read().strip()
-    ud = "#cloud-config\nssh_keys:\n  ed25519_private: |\n" + "".join("    " + l + "\n" for l in priv.splitlines()) + f"  ed25519_public: {pub}\n"
-    r = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, KeyName=key, InstanceType="t3.micro", UserData=ud)
-    print(r["Instances"][0]["InstanceId"])
-elif act == "ip":
-    print(ec2.describe_instances(InstanceIds=args)["Reservations"][0]["Instances"][0].get("PublicIpAddress", ""))
-elif act == "stop":
-    ec2.stop_instances(InstanceIds=args)
-elif act == "terminate":
-    ec2.terminate_instances(InstanceIds=args)
-elif act == "image":                  # image INSTANCE NAME -> image id
-    print(ec2.create_image(InstanceId=args[0], Name=args[1])["ImageId"])
-elif act == "deregister":
-    ec2.deregister_image(ImageId=args[0])
-elif act == "import-key":             # import-key NAME PUBFILE
-    ec2.import_key_pair(KeyName=args[0], PublicKeyMaterial=open(args[1], "rb").read())
-EOF
-}
-
-# step NAME CMD…: runs and times one step.
+# step NAME CMD…: runs and times one step; a failing step ends the demo (and tears down).
 step() {
   local name=$1; shift
   local t0; t0=$(now)
   say "$name"
-  "$@"
+  "$@" || die "step \`$name\` failed"
   TIMES[$name]=$(( ($(now) - t0) / 1000000 ))
   ORDER+=("$name")
   echo "   ${TIMES[$name]} ms"
 }
+cg() { "$CG" "$@"; }
 
-# cg CMD…: runs cgcloud; returns 3 if the command is not implemented yet (or cgcloud is not built,
-# or the box was made through the EC2 API, so cgcloud does not know it).
-VIA_API=
-cg() {
-  if [ -n "$VIA_API" ] && [ "$1" != register-key ]; then
-    echo "   the box was made through the EC2 API, so \`cgcloud $1\` is skipped too"; return 3
-  fi
-  [ -x "$CG" ] || { echo "   cgcloud is not built: doing this step through the EC2 API"; return 3; }
-  local rc=0
-  "$CG" "$@" 2>"$WORK/cg.err" || rc=$?
-  cat "$WORK/cg.err" >&2
-  if [ $rc -ne 0 ] && grep -qi "not implemented" "$WORK/cg.err"; then
-    echo "   cgcloud cannot run \`$1\` yet: doing this step through the EC2 API and ssh instead"
-    return 3
-  fi
-  return $rc
-}
-
-new_host_key() { rm -f "$WORK/hostkey" "$WORK/hostkey.pub"; ssh-keygen -q -t ed25519 -N '' -C box -f "$WORK/hostkey"; }
-pin() { echo "$1 $(cut -d' ' -f1,2 "$WORK/hostkey.pub")" >>"$WORK/known_hosts"; }
-box_ssh() { local iid=$1; shift; ssh "${SSH_OPTS[@]}" -o "HostKeyAlias=$iid" "admin@$(ec2 ip "$iid")" "$@"; }
-
-do_register_key() { cg register-key "$KEY.pub" || { [ $? = 3 ] && ec2 import-key demo "$KEY.pub"; }; }
-do_create() {
-  cg create "$ROLE" || { [ $? = 3 ] || return 1
-    VIA_API=1; new_host_key; IID=$(ec2 run "$DEBIAN12" demo "$WORK/hostkey"); pin "$IID"
-    box_ssh "$IID" 'sudo cloud-init status --wait >/dev/null'; echo "   instance $IID is ready"; }
-}
-do_uname() { cg ssh "$ROLE" uname -a || { [ $? = 3 ] && box_ssh "$IID" uname -a; }; }
-do_rsync() {
-  head -c 100000 /dev/urandom >"$WORK/payload"
-  cg rsync "$ROLE" "$WORK/payload" :payload || { [ $? = 3 ] || return 1
-    local ip; ip=$(ec2 ip "$IID")
-    rsync -a -e "ssh ${SSH_OPTS[*]} -o HostKeyAlias=$IID" "$WORK/payload" "admin@$ip:payload"
-    rsync -a -e "ssh ${SSH_OPTS[*]} -o HostKeyAlias=$IID" "admin@$ip:payload" "$WORK/payload.back"
-    cmp "$WORK/payload" "$WORK/payload.back" && echo "   the file went in and came back intact"; }
-}
-do_stop() { cg stop "$ROLE" || { [ $? = 3 ] && ec2 stop "$IID" && "$LC" sync "$CID" >/dev/null; }; }
-do_image() { cg image "$ROLE" || { [ $? = 3 ] && AMI=$(ec2 image "$IID" demo-image) && echo "   image $AMI"; }; }
-do_terminate() { cg terminate "$ROLE" || { [ $? = 3 ] && ec2 terminate "$IID" && "$LC" sync "$CID" >/dev/null; }; }
-do_recreate() {
-  cg recreate "$ROLE" || { [ $? = 3 ] || return 1
-    new_host_key; IID=$(ec2 run "$AMI" demo "$WORK/hostkey"); pin "$IID"
-    box_ssh "$IID" 'sudo cloud-init status --wait >/dev/null'; echo "   instance $IID from $AMI is ready"; }
-}
+head -c 100000 /dev/urandom >"$WORK/payload"
+SUM=$(sha256sum <"$WORK/payload" | cut -d' ' -f1)
+mkdir -p "$WORK/back"
 do_check() {
-  local sum; sum=$(sha256sum <"$WORK/payload")
-  cg ssh "$ROLE" sha256sum payload || { [ $? = 3 ] || return 1
-    [ "$(box_ssh "$IID" 'sha256sum <payload')" = "$sum" ] && echo "   the file survived stop, image and recreate"; }
+  local remote; remote=$(cg ssh "$ROLE" sha256sum payload | cut -d' ' -f1)
+  [ "$remote" = "$SUM" ] && echo "   the file survived stop, image, terminate and recreate"
 }
-do_delete_image() { cg delete-image "$ROLE" || { [ $? = 3 ] && ec2 deregister "$AMI"; }; }
+do_rsync() {
+  cg rsync "$ROLE" -a "$WORK/payload" :payload && cg rsync "$ROLE" -a :payload "$WORK/back/" \
+    && cmp "$WORK/payload" "$WORK/back/payload" && echo "   the file went in and came back intact"
+}
 
-step register-key do_register_key
-step create do_create
-step "ssh uname -a" do_uname
+step register-key cg register-key "$CGCLOUD_SSH_KEY.pub"
+step create cg create "$ROLE"
+step "ssh uname -a" cg ssh "$ROLE" uname -a
 step "rsync in and back" do_rsync
-step stop do_stop
-step image do_image
-step terminate do_terminate
-step recreate do_recreate
+step stop cg stop "$ROLE"
+step image cg image "$ROLE"
+step terminate cg terminate "$ROLE"
+step recreate cg recreate "$ROLE"
 step "ssh: file survived" do_check
-step "terminate again" do_terminate
-step delete-image do_delete_image
+step "terminate again" cg terminate "$ROLE"
+step delete-image cg delete-image "$ROLE"
 
 say "step times"
 for s in "${ORDER[@]}"; do printf '  %-22s %6s ms\n' "$s" "${TIMES[$s]}"; done

@@ -44,6 +44,7 @@ impl Aws {
     }
 
     /// Clients from a given configuration (tests point it at moto with an account's key).
+    #[cfg(test)]
     pub fn from_sdk_config(sdk: SdkConfig) -> Aws {
         Aws { sdk }
     }
@@ -96,7 +97,7 @@ where
 {
     match err {
         SdkError::ServiceError(_) => {
-            let code = err.code().unwrap_or("error");
+            let code = err.code().unwrap_or("the service failed without saying why");
             match err.message() {
                 Some(m) if !m.is_empty() => format!("{code}: {m}"),
                 _ => code.to_string(),

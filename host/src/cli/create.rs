@@ -3,9 +3,11 @@
 use clap::Args;
 
 use super::args::{parse_image_ref, ContextArgs, CreationArgs, TerminationArgs};
-use crate::ctx::Globals;
-use crate::errors::{not_implemented, Result};
+use crate::ctx::{Context, Globals};
+use crate::errors::Result;
 use crate::names::ImageRef;
+use crate::ops::boxes::{self, CreateOptions};
+use crate::roles::Roles;
 
 /// Create a box of a role: launch it, wait until it is ready, set it up over SSH
 #[derive(Args, Debug)]
@@ -66,10 +68,70 @@ pub struct RecreateArgs {
     pub json: bool,
 }
 
-pub async fn create(_args: CreateArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("create"))
+fn options(c: &CreationArgs, t: &TerminationArgs) -> Result<CreateOptions> {
+    if c.spot_launch_group.is_some() || c.spot_auto_zone {
+        if c.spot_bid.is_none() {
+            crate::bail_user!("--spot-launch-group and --spot-auto-zone need --spot-bid");
+        }
+    }
+    if c.spot_auto_zone && c.subnet.is_some() {
+        crate::bail_user!("--spot-auto-zone cannot be combined with --subnet");
+    }
+    Ok(CreateOptions {
+        keypair_globs: c.keypairs.clone(),
+        instance_type: c.instance_type.clone(),
+        spot_bid: c.spot_bid,
+        vpc: c.vpc.clone(),
+        subnet: c.subnet.clone(),
+        role_options: c.options.clone(),
+        root_volume_size: c.root_volume_size,
+        root_volume_type: c.root_volume_type.clone(),
+        encrypt_root: c.encrypt_root,
+        private_ip: c.private_ip,
+        terminate: t.terminate,
+        never_terminate: t.never_terminate,
+        ..CreateOptions::default()
+    })
 }
 
-pub async fn recreate(_args: RecreateArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("recreate"))
+async fn run(context: &ContextArgs, role: &str, opts: CreateOptions, creation: &CreationArgs, json: bool, list: bool, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(context, g).await?;
+    let roles = Roles::load(g)?;
+    let handle = roles.handle(role)?;
+    let ssh = boxes::ssh_settings(creation.ssh_key.clone())?;
+    let Some((created, report)) = boxes::create(&ctx, handle, &opts, &ssh).await? else { return Ok(0) };
+    if json {
+        g.shell.json(&report);
+    } else if list {
+        let rows = crate::ops::instances::list(&ctx, report["role"].as_str().unwrap_or_default(), None).await?;
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.instance_id() == Some(created.instance_id.as_str()))
+            .map(|(n, i)| crate::ops::instances::list_row(&ctx, n, i))
+            .collect();
+        let text: Vec<Vec<String>> = rows.iter().map(|r| crate::ops::instances::row_text(r, &crate::ops::instances::LIST_COLUMNS)).collect();
+        g.shell.table(&crate::ops::instances::LIST_COLUMNS, &text);
+    }
+    Ok(0)
+}
+
+pub async fn create(args: CreateArgs, g: &Globals) -> Result<i32> {
+    let mut opts = options(&args.creation, &args.termination)?;
+    opts.boot_image = args.boot_image.clone();
+    opts.create_image = args.create_image;
+    opts.upgrade = args.upgrade;
+    opts.plan = args.plan;
+    if args.no_agent {
+        g.shell.debug("--no-agent: keys 2…n are installed once at first boot");
+    }
+    run(&args.context, &args.role, opts, &args.creation, args.json, args.creation.list, g).await
+}
+
+pub async fn recreate(args: RecreateArgs, g: &Globals) -> Result<i32> {
+    let mut opts = options(&args.creation, &args.termination)?;
+    opts.from_image = Some(args.boot_image.clone());
+    opts.quick = args.quick;
+    opts.plan = args.plan;
+    run(&args.context, &args.role, opts, &args.creation, args.json, args.creation.list, g).await
 }

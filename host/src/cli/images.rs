@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::args::{parse_image_ref, ContextArgs, InstanceArgs};
 use crate::ctx::{Context, Globals};
-use crate::errors::{not_implemented, Result};
+use crate::errors::Result;
 use crate::names::ImageRef;
 use crate::ops::images;
 use crate::ops::instances::row_text;
@@ -83,6 +83,3 @@ pub async fn delete_image(args: DeleteImageArgs, g: &Globals) -> Result<()> {
     images::delete(&ctx, &image, args.keep_snapshot, args.quick).await
 }
 
-pub async fn image(_args: ImageArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("image"))
-}

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use super::args::{ContextArgs, InstanceArgs, LoginArgs};
 use crate::ctx::{Context, Globals};
-use crate::errors::{not_implemented, Result};
+use crate::errors::Result;
 use crate::ops::instances::{self, Selection, LIST_COLUMNS};
+use crate::ops::{access, boxes, launch, prepare};
 use crate::roles::Roles;
 
 /// List the boxes of a role in the namespace, oldest first
@@ -41,7 +42,6 @@ macro_rules! instance_command {
             $($(#[$fdoc])* pub $field: $ty,)*
         }
         impl $name {
-            #[allow(dead_code)] // used by the commands that are not implemented yet
             fn selection(&self) -> Selection {
                 Selection {
                     role: self.role.clone(),
@@ -174,29 +174,138 @@ fn print_tree(g: &Globals, v: &Value, depth: usize) {
 pub async fn terminate(args: TerminateArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
     let i = bind(&ctx, g, &args.role, args.selection()).await?;
-    instances::terminate(&ctx, &i, args.quick).await
+    instances::terminate(&ctx, &i, args.quick).await?;
+    let ssh = boxes::ssh_settings(None)?;
+    let id = i.instance_id().unwrap_or_default();
+    crate::ssh::known_hosts::forget(&ssh.known_hosts(), id)?;
+    let _ = std::fs::remove_file(ssh.data_dir.join("ssh").join(format!("{id}.config")));
+    Ok(())
 }
 
-pub async fn start(_args: StartArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("start"))
+/// The role's data, the bound instance and its options (its tags), for a command on a box.
+async fn bind_with_role(
+    ctx: &Context,
+    g: &Globals,
+    role: &str,
+    mut sel: Selection,
+) -> Result<(cgcloud_plugin_host::RoleHandle, cgcloud_plugin_host::RoleData, aws_sdk_ec2::types::Instance)> {
+    let roles = Roles::load(g)?;
+    let handle = roles.handle(role)?;
+    let data = handle.declared(&cgcloud_plugin_host::Offline::quiet())?;
+    sel.role = data.name.clone();
+    let i = instances::bind(ctx, &sel).await?;
+    Ok((handle, data, i))
 }
 
-pub async fn stop(_args: StopArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("stop"))
+fn instance_options(i: &aws_sdk_ec2::types::Instance, data: &cgcloud_plugin_host::RoleData) -> std::collections::BTreeMap<String, String> {
+    data.options
+        .iter()
+        .filter_map(|o| crate::aws::tag(i.tags(), &o.name).map(|v| (o.name.clone(), v.to_string())))
+        .collect()
 }
 
-pub async fn reboot(_args: RebootArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("reboot"))
+async fn start_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
+    let id = i.instance_id().unwrap_or_default();
+    if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Stopped) {
+        crate::bail_user!(
+            "box `{id}` is `{}`, not stopped",
+            crate::aws::state_of(i).map(|s| s.as_str().to_string()).unwrap_or_default()
+        );
+    }
+    let ssh = boxes::ssh_settings(None)?;
+    let private = i.public_ip_address().is_none() && i.private_ip_address().is_some() && i.vpc_id().is_some();
+    let (_, address) = launch::start(ctx, id, private).await?;
+    ctx.shell.info(format!("started `{id}`; waiting until it answers over SSH"));
+    let target = crate::ssh::Target { instance_id: id.to_string(), address, user: data.admin_account.clone() };
+    let mut phases = launch::Phases::default();
+    let (remote, _) = launch::wait_ready(ctx, &ssh, &target, &mut phases, std::time::Instant::now()).await?;
+    remote.close().await;
+    ctx.shell.info(format!("box `{id}` is ready"));
+    Ok(())
 }
 
-pub async fn ssh(_args: SshArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("ssh"))
+async fn stop_box(ctx: &Context, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
+    let id = i.instance_id().unwrap_or_default();
+    if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Running) {
+        crate::bail_user!(
+            "box `{id}` is `{}`, not running",
+            crate::aws::state_of(i).map(|s| s.as_str().to_string()).unwrap_or_default()
+        );
+    }
+    launch::stop(ctx, id).await?;
+    ctx.shell.info(format!("stopped `{id}`"));
+    Ok(())
 }
 
-pub async fn rsync(_args: RsyncArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("rsync"))
+pub async fn start(args: StartArgs, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(&args.context, g).await?;
+    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    start_box(&ctx, &data, &i).await?;
+    Ok(0)
 }
 
-pub async fn update_instance_profile(_args: UpdateInstanceProfileArgs, _g: &Globals) -> Result<i32> {
-    Err(not_implemented("update-instance-profile"))
+pub async fn stop(args: StopArgs, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(&args.context, g).await?;
+    let (_, _, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    stop_box(&ctx, &i).await?;
+    Ok(0)
+}
+
+pub async fn reboot(args: RebootArgs, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(&args.context, g).await?;
+    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    stop_box(&ctx, &i).await?;
+    let i = crate::aws::instance_by_id(&ctx.aws.ec2(), i.instance_id().unwrap_or_default())
+        .await?
+        .ok_or_else(|| crate::user_error!("the box disappeared while it was stopped"))?;
+    start_box(&ctx, &data, &i).await?;
+    Ok(0)
+}
+
+pub async fn image(args: super::images::ImageArgs, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(&args.context, g).await?;
+    let sel = Selection {
+        role: args.role.clone(),
+        cluster_name: args.instance.cluster_name.clone(),
+        ordinal: args.instance.ordinal,
+        instance_id: args.instance.instance_id.clone(),
+    };
+    let (handle, data, i) = bind_with_role(&ctx, g, &args.role, sel).await?;
+    let options = instance_options(&i, &data);
+    let id = boxes::image(&ctx, &handle, i.instance_id().unwrap_or_default(), &data, &options).await?;
+    g.shell.out(id);
+    Ok(0)
+}
+
+fn login(data: &cgcloud_plugin_host::RoleData, l: &super::args::LoginArgs) -> String {
+    match (&l.login, l.admin) {
+        (Some(u), _) => u.clone(),
+        (None, true) => data.admin_account.clone(),
+        (None, false) => data.default_account.clone(),
+    }
+}
+
+pub async fn ssh(args: SshArgs, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(&args.context, g).await?;
+    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    let ssh = boxes::ssh_settings(None)?;
+    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login))?;
+    access::exec(access::ssh_command(&ssh, &target, args.login.forward_agent, &args.args)?, "ssh")
+}
+
+pub async fn rsync(args: RsyncArgs, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(&args.context, g).await?;
+    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    let ssh = boxes::ssh_settings(None)?;
+    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login))?;
+    let cmd = access::rsync_command(&ssh, &target, args.login.forward_agent, args.ssh_opts.as_deref(), &args.args)?;
+    access::exec(cmd, "rsync")
+}
+
+pub async fn update_instance_profile(args: UpdateInstanceProfileArgs, g: &Globals) -> Result<i32> {
+    let ctx = Context::new(&args.context, g).await?;
+    let (_, data, _) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    let arn = prepare::ensure_instance_profile(&ctx, &data.name, &data.iam_role_features, &data.iam_policies).await?;
+    ctx.shell.info(format!("instance profile `{arn}` is up to date"));
+    Ok(0)
 }

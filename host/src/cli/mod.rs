@@ -164,7 +164,7 @@ pub async fn run(cli: Cli, globals: Globals) -> Result<i32> {
         Command::Stop(a) => instances::stop(a, &globals).await,
         Command::Reboot(a) => instances::reboot(a, &globals).await,
         Command::Terminate(a) => instances::terminate(a, &globals).await.map(|_| 0),
-        Command::Image(a) => images::image(a, &globals).await,
+        Command::Image(a) => instances::image(a, &globals).await,
         Command::Show(a) => instances::show(a, &globals).await.map(|_| 0),
         Command::Ssh(a) => instances::ssh(a, &globals).await,
         Command::Rsync(a) => instances::rsync(a, &globals).await,

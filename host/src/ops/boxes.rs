@@ -125,9 +125,11 @@ pub fn role_options(role: &str, declared: &[RoleOption], given: &[String], inher
     Ok(out)
 }
 
-/// The default ssh_config, identity and data directory for this invocation.
+/// The ssh_config, identity (`--ssh-key`, else `CGCLOUD_SSH_KEY`) and data directory for this
+/// invocation.
 pub fn ssh_settings(identity: Option<std::path::PathBuf>) -> Result<SshSettings> {
     let config = crate::config::Config::load()?;
+    let identity = identity.or_else(|| std::env::var_os("CGCLOUD_SSH_KEY").filter(|v| !v.is_empty()).map(Into::into));
     Ok(SshSettings { data_dir: crate::roles::data_dir()?, identity, user_config: config.ssh_config() })
 }
 
@@ -472,8 +474,7 @@ pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, 
         .create_image()
         .instance_id(id)
         .name(&name)
-        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Image).set_tags(Some(tag_list.clone())).build())
-        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Snapshot).set_tags(Some(tag_list)).build())
+        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Image).set_tags(Some(tag_list)).build())
         .send()
         .await
         .aws(|| format!("failed to make an image of `{id}`"))?;

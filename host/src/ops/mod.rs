@@ -1,5 +1,6 @@
 //! The work behind the commands.
 
+pub mod access;
 pub mod boxes;
 pub mod images;
 pub mod instances;

@@ -119,15 +119,6 @@ impl Remote {
         })
     }
 
-    /// Runs a command and fails, showing its stderr, unless it exits 0.
-    pub async fn check(&self, command: &str) -> Result<CmdOutput> {
-        let out = self.run(command).await?;
-        if out.status != 0 {
-            bail_user!("{}", failure(&self.target.instance_id, command, &out));
-        }
-        Ok(out)
-    }
-
     /// Closes the master connection.
     pub async fn close(self) {
         if let Ok(session) = Arc::try_unwrap(self.session) {

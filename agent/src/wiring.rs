@@ -1,0 +1,403 @@
+//! The notification wiring: the namespace's SNS topic, each instance's SQS queue and the
+//! subscription between them. Names are in [`crate::names`].
+//!
+//! * The agent calls [`ensure_instance_wiring`] at start (and again if its queue vanished).
+//! * `cgcloud register-key` and friends call [`publish_update`].
+//! * `cgcloud terminate` calls [`delete_instance_wiring`] once the instance is terminated;
+//!   `cgcloud cleanup` calls [`sweep_namespace`] with the namespace's live instances.
+//!
+//! All of them are idempotent, and the deleting ones touch only queues and subscriptions whose
+//! names are the namespace's agent queues ([`crate::names::instance_of_queue`]).
+//! NOTE: the subscription is removed *before* the queue: on moto a subscription to a missing
+//! queue makes every Publish to the topic fail (`AWS.SimpleQueueService.NonExistentQueue`);
+//! AWS would drop the delivery silently.
+
+use anyhow::anyhow;
+use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+use aws_sdk_sqs::types::QueueAttributeName;
+use cgcloud_common::Namespace;
+
+use crate::aws::{describe, is_missing_queue, is_not_found};
+use crate::names;
+
+/// How long an SQS long poll waits (the SQS maximum).
+pub const LONG_POLL_SECONDS: i32 = 20;
+/// How long a received message stays invisible to other receivers.
+pub const VISIBILITY_TIMEOUT_SECONDS: i32 = 30;
+/// How long an unread notification is kept: older ones are pointless, the agent reconciles at
+/// start anyway.
+pub const RETENTION_SECONDS: i32 = 3600;
+
+/// The wiring of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wiring {
+    pub topic_arn: String,
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub subscription_arn: String,
+}
+
+/// What a deletion removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Names of the queues deleted.
+    pub queues: Vec<String>,
+    /// ARNs of the subscriptions removed.
+    pub subscriptions: Vec<String>,
+}
+
+/// Creates the namespace's topic if needed; returns its ARN.
+pub async fn ensure_topic(sns: &aws_sdk_sns::Client, ns: &Namespace) -> anyhow::Result<String> {
+    let name = names::topic_name(ns);
+    let out = sns
+        .create_topic()
+        .name(&name)
+        .send()
+        .await
+        .map_err(|e| anyhow!("failed to create SNS topic `{name}`: {}", describe(&e)))?;
+    out.topic_arn()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("SNS CreateTopic `{name}` returned no ARN"))
+}
+
+/// The ARN of the namespace's topic, `None` if it does not exist. Creates nothing.
+pub async fn find_topic(
+    sns: &aws_sdk_sns::Client,
+    ns: &Namespace,
+) -> anyhow::Result<Option<String>> {
+    let suffix = format!(":{}", names::topic_name(ns));
+    let mut pages = sns.list_topics().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| anyhow!("failed to list SNS topics: {}", describe(&e)))?;
+        if let Some(arn) = page
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn())
+            .find(|arn| arn.ends_with(&suffix))
+        {
+            return Ok(Some(arn.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+fn queue_name(ns: &Namespace, instance_id: &str) -> anyhow::Result<String> {
+    names::queue_name(ns, instance_id).ok_or_else(|| {
+        anyhow!("`{instance_id}` is not an EC2 instance ID (`i-` and 8 or 17 hex digits)")
+    })
+}
+
+/// Creates the topic, the instance's queue (long poll 20 s, one hour retention), the queue
+/// policy letting the topic deliver, and the subscription. Safe to call again.
+pub async fn ensure_instance_wiring(
+    sqs: &aws_sdk_sqs::Client,
+    sns: &aws_sdk_sns::Client,
+    ns: &Namespace,
+    instance_id: &str,
+) -> anyhow::Result<Wiring> {
+    let name = queue_name(ns, instance_id)?;
+    let topic_arn = ensure_topic(sns, ns).await?;
+    let attributes = [
+        (
+            QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+            LONG_POLL_SECONDS.to_string(),
+        ),
+        (
+            QueueAttributeName::VisibilityTimeout,
+            VISIBILITY_TIMEOUT_SECONDS.to_string(),
+        ),
+        (
+            QueueAttributeName::MessageRetentionPeriod,
+            RETENTION_SECONDS.to_string(),
+        ),
+    ];
+    let created = sqs
+        .create_queue()
+        .queue_name(&name)
+        .set_attributes(Some(attributes.iter().cloned().collect()))
+        .send()
+        .await;
+    let queue_url = match created {
+        Ok(out) => out
+            .queue_url()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("SQS CreateQueue `{name}` returned no URL"))?,
+        // The queue exists with other attributes (made by another version): adopt it.
+        Err(e) if matches!(e.code(), Some("QueueAlreadyExists" | "QueueNameExists")) => {
+            let url = queue_url(sqs, &name)
+                .await?
+                .ok_or_else(|| anyhow!("SQS queue `{name}` vanished while being set up"))?;
+            sqs.set_queue_attributes()
+                .queue_url(&url)
+                .set_attributes(Some(attributes.iter().cloned().collect()))
+                .send()
+                .await
+                .map_err(|e| anyhow!("failed to update SQS queue `{name}`: {}", describe(&e)))?;
+            url
+        }
+        Err(e) => {
+            return Err(anyhow!(
+                "failed to create SQS queue `{name}`: {}",
+                describe(&e)
+            ))
+        }
+    };
+    let queue_arn = queue_arn(sqs, &queue_url, &name).await?;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "cgcloud-agent-notifications",
+            "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+        }],
+    });
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(QueueAttributeName::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "failed to set the policy of SQS queue `{name}`: {}",
+                describe(&e)
+            )
+        })?;
+    // Subscribe is idempotent: the same topic, protocol and endpoint give the same subscription.
+    let sub = sns
+        .subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .return_subscription_arn(true)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "failed to subscribe SQS queue `{name}` to `{topic_arn}`: {}",
+                describe(&e)
+            )
+        })?;
+    Ok(Wiring {
+        subscription_arn: sub.subscription_arn().unwrap_or_default().to_string(),
+        topic_arn,
+        queue_url,
+        queue_arn,
+    })
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str, name: &str) -> anyhow::Result<String> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "failed to read the ARN of SQS queue `{name}`: {}",
+                describe(&e)
+            )
+        })?;
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| anyhow!("SQS queue `{name}` has no ARN"))
+}
+
+/// The URL of a queue, `None` if it does not exist.
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<Option<String>> {
+    match sqs.get_queue_url().queue_name(name).send().await {
+        Ok(out) => Ok(out.queue_url().map(str::to_string)),
+        Err(e) if is_missing_queue(&e) => Ok(None),
+        Err(e) => Err(anyhow!(
+            "failed to look up SQS queue `{name}`: {}",
+            describe(&e)
+        )),
+    }
+}
+
+/// The `(subscription ARN, endpoint)` of every SQS subscription of a topic.
+async fn sqs_subscriptions(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut pages = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if is_not_found(&e) => break,
+            Err(e) => {
+                return Err(anyhow!(
+                    "failed to list the subscriptions of `{topic_arn}`: {}",
+                    describe(&e)
+                ))
+            }
+        };
+        for s in page.subscriptions() {
+            if let (Some("sqs"), Some(arn), Some(endpoint)) =
+                (s.protocol(), s.subscription_arn(), s.endpoint())
+            {
+                out.push((arn.to_string(), endpoint.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn unsubscribe(sns: &aws_sdk_sns::Client, arn: &str) -> anyhow::Result<()> {
+    match sns.unsubscribe().subscription_arn(arn).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(anyhow!(
+            "failed to remove subscription `{arn}`: {}",
+            describe(&e)
+        )),
+    }
+}
+
+async fn delete_queue(sqs: &aws_sdk_sqs::Client, url: &str, name: &str) -> anyhow::Result<bool> {
+    match sqs.delete_queue().queue_url(url).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if is_missing_queue(&e) => Ok(false),
+        Err(e) => Err(anyhow!(
+            "failed to delete SQS queue `{name}`: {}",
+            describe(&e)
+        )),
+    }
+}
+
+/// The queue name at the end of an SQS ARN or URL.
+fn last_segment(s: &str) -> &str {
+    s.rsplit([':', '/']).next().unwrap_or(s)
+}
+
+/// Removes one instance's subscription and queue. Call it once the instance is terminated
+/// (a running agent would create them again). Missing pieces are not an error.
+pub async fn delete_instance_wiring(
+    sqs: &aws_sdk_sqs::Client,
+    sns: &aws_sdk_sns::Client,
+    ns: &Namespace,
+    instance_id: &str,
+) -> anyhow::Result<Removed> {
+    let name = queue_name(ns, instance_id)?;
+    let mut removed = Removed::default();
+    if let Some(topic_arn) = find_topic(sns, ns).await? {
+        for (arn, endpoint) in sqs_subscriptions(sns, &topic_arn).await? {
+            if endpoint.starts_with("arn:") && last_segment(&endpoint) == name {
+                unsubscribe(sns, &arn).await?;
+                removed.subscriptions.push(arn);
+            }
+        }
+    }
+    if let Some(url) = queue_url(sqs, &name).await? {
+        if delete_queue(sqs, &url, &name).await? {
+            removed.queues.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+/// `cleanup`: removes the wiring of every instance of the namespace for which `is_live`
+/// says no, and subscriptions of the topic whose queue is gone. Queues and subscriptions not
+/// named like the namespace's agent queues are left alone.
+pub async fn sweep_namespace(
+    sqs: &aws_sdk_sqs::Client,
+    sns: &aws_sdk_sns::Client,
+    ns: &Namespace,
+    is_live: impl Fn(&str) -> bool,
+) -> anyhow::Result<Removed> {
+    let prefix = names::queue_prefix(ns);
+    let mut removed = Removed::default();
+    let mut existing = Vec::new();
+    let mut pages = sqs
+        .list_queues()
+        .queue_name_prefix(&prefix)
+        .max_results(1000)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| anyhow!("failed to list SQS queues: {}", describe(&e)))?;
+        for url in page.queue_urls() {
+            existing.push((last_segment(url).to_string(), url.to_string()));
+        }
+    }
+    let gone = |queue: &str| names::instance_of_queue(ns, queue).is_some_and(|id| !is_live(id));
+    if let Some(topic_arn) = find_topic(sns, ns).await? {
+        for (arn, endpoint) in sqs_subscriptions(sns, &topic_arn).await? {
+            let queue = last_segment(&endpoint);
+            let ours = names::instance_of_queue(ns, queue).is_some();
+            let dangling = !existing.iter().any(|(n, _)| n == queue);
+            if ours && (gone(queue) || dangling) {
+                unsubscribe(sns, &arn).await?;
+                removed.subscriptions.push(arn);
+            }
+        }
+    }
+    for (name, url) in &existing {
+        if gone(name) && delete_queue(sqs, url, name).await? {
+            removed.queues.push(name.clone());
+        }
+    }
+    Ok(removed)
+}
+
+/// Publishes a message to the namespace's topic. Returns `false` without publishing if the
+/// topic does not exist (no agent has started in this namespace and region yet).
+pub async fn publish(
+    sns: &aws_sdk_sns::Client,
+    ns: &Namespace,
+    message: &str,
+) -> anyhow::Result<bool> {
+    let Some(topic_arn) = find_topic(sns, ns).await? else {
+        return Ok(false);
+    };
+    sns.publish()
+        .topic_arn(&topic_arn)
+        .message(message)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "failed to notify the agents through `{topic_arn}`: {}; the boxes still pick up \
+                 the change at their next periodic refresh",
+                describe(&e)
+            )
+        })?;
+    Ok(true)
+}
+
+/// Tells the namespace's agents to re-read the key pairs now (after `register-key`, after a
+/// key pair was deleted, after the globs of a box changed).
+pub async fn publish_update(
+    sns: &aws_sdk_sns::Client,
+    ns: &Namespace,
+    update: &crate::message::UpdateSshKeys,
+) -> anyhow::Result<bool> {
+    publish(sns, ns, &crate::message::encode_update(update)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_segment;
+
+    #[test]
+    fn queue_names_from_arns_and_urls() {
+        assert_eq!(
+            last_segment("arn:aws:sqs:us-east-1:123456789012:q_i-1"),
+            "q_i-1"
+        );
+        assert_eq!(
+            last_segment("http://127.0.0.1:5000/123456789012/q_i-1"),
+            "q_i-1"
+        );
+    }
+}

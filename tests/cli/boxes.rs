@@ -1,0 +1,214 @@
+//! The box lifecycle end to end on the local cloud: real boxes (systemd, sshd, cloud-init)
+//! behind moto's EC2, reached with verified host keys.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use cgcloud_localcloud::LocalCloud;
+use cgcloud_tests::*;
+use serde_json::Value;
+
+/// A local cloud with cgcloud set up to use it: a home, a data directory, a registered key.
+struct Cloud {
+    cloud: LocalCloud,
+    home: tempfile::TempDir,
+    key: PathBuf,
+}
+
+impl Cloud {
+    fn start() -> Cloud {
+        let cloud = LocalCloud::start().unwrap_or_else(|e| panic!("the local cloud did not start: {e:#}"));
+        let home = tempfile::tempdir().unwrap();
+        let key = ssh_keygen(home.path(), "id_ed25519", "ed25519");
+        let c = Cloud { cloud, home, key };
+        let o = c.run(&["register-key", c.key.with_extension("pub").to_str().unwrap()]);
+        assert_success(&o);
+        c
+    }
+
+    fn cgcloud(&self, args: &[&str]) -> Command {
+        let mut c = bare_cgcloud(self.home.path(), args);
+        c.envs(self.cloud.env())
+            .env("CGCLOUD_DATA_DIR", self.home.path().join("data"))
+            .env("CGCLOUD_SSH_KEY", &self.key);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let o = run(self.cgcloud(args));
+        eprintln!("$ cgcloud {}\n{}{}", args.join(" "), stdout(&o), stderr(&o));
+        o
+    }
+
+    fn ec2(&self, pairs: &[(&str, &str)]) -> String {
+        let mut all = pairs.to_vec();
+        all.push(("Version", "2016-11-15"));
+        self.cloud.ec2(&form(&all)).unwrap_or_else(|e| panic!("EC2 call failed: {e:#}"))
+    }
+
+    fn instance_states(&self) -> Vec<(String, String)> {
+        let body = self.ec2(&[("Action", "DescribeInstances")]);
+        body.split("<instancesSet>")
+            .skip(1)
+            .flat_map(|set| set.split("<item>").skip(1).map(str::to_string).collect::<Vec<_>>())
+            .filter_map(|item| {
+                let id = xml_field(&item, "instanceId")?;
+                let state = item.split("<instanceState>").nth(1).and_then(|s| xml_field(s, "name"))?;
+                Some((id, state))
+            })
+            .collect()
+    }
+
+    fn state_of(&self, id: &str) -> String {
+        self.instance_states().into_iter().find(|(i, _)| i == id).map(|(_, s)| s).unwrap_or_default()
+    }
+
+    fn own_image_ids(&self) -> Vec<String> {
+        xml_fields(&self.ec2(&[("Action", "DescribeImages"), ("Owner.1", "self")]), "imageId")
+    }
+
+    fn known_hosts(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("data/known_hosts")).unwrap_or_default()
+    }
+}
+
+fn created(o: &Output) -> Value {
+    assert_success(o);
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+/// A fixture plugin of the CLI tests, built once per run.
+fn fixture_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let target = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let target = root.join("target/plugin-fixtures/cli");
+        let manifest = root.join("tests/cli/fixtures/setup-panics/Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let o = run({
+            let mut c = Command::new(cargo);
+            c.args(["build", "--quiet", "--manifest-path"]).arg(&manifest).arg("--target-dir").arg(&target);
+            c
+        });
+        assert!(o.status.success(), "building the fixture plugin failed: {}", stderr(&o));
+        target
+    });
+    target.join("debug").join(format!("lib{}.so", name.replace('-', "_")))
+}
+
+fn core_sequence(role: &str) {
+    let c = Cloud::start();
+    let o = c.run(&["create", role, "--json"]);
+    let first = created(&o);
+    let id = first["instance_id"].as_str().unwrap().to_string();
+    assert_eq!(c.state_of(&id), "running");
+    assert!(c.known_hosts().starts_with(&format!("{id} ssh-ed25519 ")), "the host key is pinned by instance ID");
+    for phase in ["api", "pending-to-running", "boot-to-ssh", "cloud-init", "setup"] {
+        assert!(first["phases"][phase].is_number(), "phase {phase} timed: {first}");
+    }
+
+    let o = c.run(&["ssh", role, "uname", "-s"]);
+    assert_success(&o);
+    assert_eq!(stdout(&o).trim(), "Linux");
+    let o = c.run(&["ssh", role, "exit", "7"]);
+    assert_eq!(o.status.code(), Some(7), "the remote exit status is passed through");
+
+    let local = c.home.path().join("payload");
+    std::fs::write(&local, "a file that must survive stop, image and recreate\n").unwrap();
+    assert_success(&c.run(&["rsync", role, "-a", local.to_str().unwrap(), ":payload"]));
+    assert_success(&c.run(&["ssh", role, "touch", "created-by-ssh"]));
+
+    assert_success(&c.run(&["stop", role]));
+    assert_eq!(c.state_of(&id), "stopped");
+    let o = c.run(&["image", role]);
+    assert_success(&o);
+    let image = stdout(&o).trim().to_string();
+    assert_eq!(c.own_image_ids(), vec![image.clone()]);
+    let body = c.ec2(&[("Action", "DescribeImages"), ("ImageId.1", &image)]);
+    assert!(body.contains("<key>generation</key><value>1</value>") || body.contains("generation"), "{body}");
+    assert!(body.contains("cgcloud:role-hash"), "images carry the role's hash: {body}");
+    assert_success(&c.run(&["terminate", role]));
+    assert_eq!(c.state_of(&id), "terminated");
+    assert!(!c.known_hosts().contains(&id), "a terminated box's pin is forgotten");
+
+    let again = created(&c.run(&["recreate", role, "--json"]));
+    let id2 = again["instance_id"].as_str().unwrap().to_string();
+    assert_ne!(id2, id);
+    assert_eq!(again["image_id"], image.as_str());
+    let o = c.run(&["ssh", role, "cat", "payload"]);
+    assert_success(&o);
+    assert_eq!(stdout(&o), "a file that must survive stop, image and recreate\n");
+    let back = c.home.path().join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    assert_success(&c.run(&["rsync", role, "-a", ":created-by-ssh", back.to_str().unwrap()]));
+    assert!(back.join("created-by-ssh").exists());
+    assert_success(&c.run(&["terminate", role]));
+    assert_eq!(c.state_of(&id2), "terminated");
+    assert_success(&c.run(&["delete-image", role]));
+    assert!(c.own_image_ids().is_empty());
+}
+
+#[test]
+fn core_sequence_on_debian_bookworm() {
+    core_sequence("generic-debian-bookworm-box");
+}
+
+#[test]
+fn core_sequence_on_debian_trixie() {
+    core_sequence("generic-debian-trixie-box");
+}
+
+#[test]
+fn a_plugin_role_creates_and_provisions_a_real_box() {
+    let c = Cloud::start();
+    let plugin = cgcloud_bin().with_file_name("libexample_roles.so");
+    let p = plugin.to_str().unwrap();
+    let o = c.run(&["--plugin", p, "create", "example-web-box", "-O", "site_title=Hello from a plugin", "--json"]);
+    let box_ = created(&o);
+    let o = c.run(&["--plugin", p, "ssh", "example-web-box", "curl", "-s", "http://localhost/"]);
+    assert_success(&o);
+    assert!(stdout(&o).contains("<h1>Hello from a plugin</h1>"), "nginx serves the role's page: {}", stdout(&o));
+    let id = box_["instance_id"].as_str().unwrap();
+    let body = c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", id)]);
+    assert!(body.contains("site_title"), "role options are tagged: {body}");
+    assert!(body.contains("cgcloud:namespace"), "the ownership tag is there at launch: {body}");
+    assert_success(&c.run(&["--plugin", p, "terminate", "example-web-box"]));
+}
+
+#[test]
+fn a_setup_failure_terminates_the_instance_unless_never_terminate() {
+    let c = Cloud::start();
+    let plugin = fixture_plugin("setup-panics");
+    let p = plugin.to_str().unwrap();
+    let o = c.run(&["--plugin", p, "create", "setup-panics-box"]);
+    assert_user_error(&o, "panicked in hook `post_install_packages`");
+    assert!(stderr(&o).contains("setup-panics-box") && stderr(&o).contains("setup-panics"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("terminated instance"), "{}", stderr(&o));
+    let states = c.instance_states();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].1, "terminated");
+
+    let o = c.run(&["--plugin", p, "create", "setup-panics-box", "-N"]);
+    assert_user_error(&o, "panicked in hook `post_install_packages`");
+    let kept: Vec<_> = c.instance_states().into_iter().filter(|(_, s)| s == "running").collect();
+    assert_eq!(kept.len(), 1, "-N keeps the instance");
+    let o = c.run(&["--plugin", p, "ssh", "setup-panics-box", "test", "-e", "/var/tmp/setup-reached-post-install"]);
+    assert_eq!(o.status.code(), Some(0), "the kept box can be inspected");
+}
+
+#[test]
+fn create_plan_touches_nothing() {
+    let c = Cloud::start();
+    let before = c.ec2(&[("Action", "DescribeSecurityGroups")]);
+    let o = c.run(&["create", "generic-debian-bookworm-box", "--plan"]);
+    let plan = created(&o);
+    assert_eq!(plan["image"]["owner"], "136693071363");
+    assert_eq!(plan["image"]["name"], "debian-12-amd64-20250610-2140", "the newest of the verified owner's images");
+    assert_eq!(plan["instance_type"], "t3.micro");
+    assert!(plan["security_group"]["rules"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(plan["iam_role"].as_str().unwrap().contains("cgcloud-"));
+    assert_eq!(plan["tags"]["Name"], format!("{}_generic-debian-bookworm-box", c.cloud.account().user.to_lowercase()));
+    assert!(c.instance_states().is_empty());
+    assert_eq!(c.ec2(&[("Action", "DescribeSecurityGroups")]), before, "no security group made");
+}
