@@ -10,14 +10,14 @@ use cgcloud_tests::*;
 use serde_json::Value;
 
 /// A local cloud with cgcloud set up to use it: a home, a data directory, a registered key.
-struct Cloud {
-    cloud: LocalCloud,
-    home: tempfile::TempDir,
-    key: PathBuf,
+pub struct Cloud {
+    pub cloud: LocalCloud,
+    pub home: tempfile::TempDir,
+    pub key: PathBuf,
 }
 
 impl Cloud {
-    fn start() -> Cloud {
+    pub fn start() -> Cloud {
         let cloud = LocalCloud::start().unwrap_or_else(|e| panic!("the local cloud did not start: {e:#}"));
         let home = tempfile::tempdir().unwrap();
         let key = ssh_keygen(home.path(), "id_ed25519", "ed25519");
@@ -27,7 +27,7 @@ impl Cloud {
         c
     }
 
-    fn cgcloud(&self, args: &[&str]) -> Command {
+    pub fn cgcloud(&self, args: &[&str]) -> Command {
         let mut c = bare_cgcloud(self.home.path(), args);
         c.envs(self.cloud.env())
             .env("CGCLOUD_DATA_DIR", self.home.path().join("data"))
@@ -35,13 +35,13 @@ impl Cloud {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: &[&str]) -> Output {
         let o = run(self.cgcloud(args));
         eprintln!("$ cgcloud {}\n{}{}", args.join(" "), stdout(&o), stderr(&o));
         o
     }
 
-    fn ec2(&self, pairs: &[(&str, &str)]) -> String {
+    pub fn ec2(&self, pairs: &[(&str, &str)]) -> String {
         let mut all = pairs.to_vec();
         all.push(("Version", "2016-11-15"));
         self.cloud.ec2(&form(&all)).unwrap_or_else(|e| panic!("EC2 call failed: {e:#}"))

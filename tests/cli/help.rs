@@ -154,8 +154,6 @@ fn commands_not_implemented_yet_say_so_and_exit_255() {
     for args in [
         &["create-cluster", "spark"][..],
         &["stop-cluster", "spark"][..],
-        &["cleanup"][..],
-        &["reset-security"][..],
     ] {
         let o = w.run(args);
         assert_user_error(&o, "is not implemented yet");

@@ -1,6 +1,7 @@
 //! The `cgcloud` binary against moto: each test runs in its own moto account and checks the
 //! AWS state afterwards, not just what was printed.
 
+mod agent;
 mod boxes;
 mod help;
 mod images;
@@ -8,3 +9,4 @@ mod instances;
 mod namespace;
 mod plugins;
 mod register_key;
+mod security;

@@ -49,6 +49,11 @@ impl Aws {
         Aws { sdk }
     }
 
+    /// The loaded configuration, for clients of other services.
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
     pub fn ec2(&self) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::new(&self.sdk)
     }

@@ -179,6 +179,9 @@ pub async fn terminate(args: TerminateArgs, g: &Globals) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
     crate::ssh::known_hosts::forget(&ssh.known_hosts(), id)?;
     let _ = std::fs::remove_file(ssh.data_dir.join("ssh").join(format!("{id}.config")));
+    if let Err(e) = crate::ops::agent::remove_wiring(&ctx, id).await {
+        ctx.shell.warn(format!("{}; `cgcloud cleanup` removes it later", crate::errors::one_line(&e)));
+    }
     Ok(())
 }
 

@@ -37,7 +37,87 @@ pub async fn register_key(args: RegisterKeyArgs, g: &Globals) -> Result<()> {
         Outcome::Replaced { name, fingerprint, old_fingerprint } => ctx.shell.info(format!(
             "replaced key pair `{name}`: fingerprint {old_fingerprint} is now {fingerprint}"
         )),
-        Outcome::Unchanged { .. } => {}
+        Outcome::Unchanged { .. } => return Ok(()),
+    }
+    // Agents also poll; a failed notification only delays the new key, so it is a warning.
+    match crate::ops::agent::notify(&ctx, &args.keypair).await {
+        Ok(true) => ctx.shell.info(format!("notified the agents of namespace `{}`", ctx.namespace)),
+        Ok(false) => {}
+        Err(e) => ctx.shell.warn(format!("{}; boxes pick the key up at their next periodic refresh", crate::errors::one_line(&e))),
     }
     Ok(())
+}
+
+/// Key pairs on running boxes: which boxes have applied the current key set, and changing a
+/// box's key pair globs
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List the namespace's boxes and whether their agent applied the current key set
+    Status {
+        #[command(flatten)]
+        context: ContextArgs,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the key pair globs of a running box (its agent applies them at once)
+    Set {
+        #[command(flatten)]
+        context: ContextArgs,
+        /// The role
+        #[arg(value_name = "ROLE")]
+        role: String,
+        /// The new globs: key pair names, shell globs, `@user`, `@@group`
+        #[arg(value_name = "GLOB", required = true, num_args = 1..)]
+        globs: Vec<String>,
+        #[command(flatten)]
+        instance: super::args::InstanceArgs,
+    },
+}
+
+impl KeysCommand {
+    pub fn context(&self) -> &ContextArgs {
+        match self {
+            KeysCommand::Status { context, .. } | KeysCommand::Set { context, .. } => context,
+        }
+    }
+}
+
+pub async fn keys(cmd: KeysCommand, g: &Globals) -> Result<i32> {
+    match cmd {
+        KeysCommand::Status { context, json } => {
+            let ctx = Context::new(&context, g).await?;
+            let rows = crate::ops::keys::status(&ctx).await?;
+            if json {
+                g.shell.json(&serde_json::json!(rows));
+            } else {
+                let text: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.instance_id.clone(),
+                            r.role.clone(),
+                            r.state.clone(),
+                            r.keypairs.clone(),
+                            r.applied_at.clone().unwrap_or_default(),
+                            r.status.clone(),
+                        ]
+                    })
+                    .collect();
+                g.shell.table(&["instance_id", "role", "state", "keypairs", "applied_at", "status"], &text);
+            }
+            Ok(0)
+        }
+        KeysCommand::Set { context, role, globs, instance } => {
+            let ctx = Context::new(&context, g).await?;
+            let sel = crate::ops::instances::Selection {
+                role,
+                cluster_name: instance.cluster_name,
+                ordinal: instance.ordinal,
+                instance_id: instance.instance_id,
+            };
+            crate::ops::keys::set(&ctx, g, sel, &globs).await?;
+            Ok(0)
+        }
+    }
 }

@@ -79,6 +79,8 @@ pub enum Command {
     RsyncCluster(cluster::RsyncClusterArgs),
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 impl Command {
@@ -112,6 +114,7 @@ impl Command {
             Command::SshCluster(_) => "ssh-cluster",
             Command::RsyncCluster(_) => "rsync-cluster",
             Command::Plugin(_) => "plugin",
+            Command::Keys(_) => "keys",
         }
     }
 
@@ -119,6 +122,7 @@ impl Command {
     fn context_args(&self) -> Option<&args::ContextArgs> {
         Some(match self {
             Command::ListRoles(_) | Command::Plugin(_) => return None,
+            Command::Keys(k) => k.context(),
             Command::ListOptions(a) => &a.context,
             Command::Create(a) => &a.context,
             Command::Recreate(a) => &a.context,
@@ -183,5 +187,6 @@ pub async fn run(cli: Cli, globals: Globals) -> Result<i32> {
         | Command::SshCluster(_)
         | Command::RsyncCluster(_) => Err(crate::errors::not_implemented(name)),
         Command::Plugin(c) => plugin::run(c, &globals).map(|_| 0),
+        Command::Keys(c) => keys::keys(c, &globals).await,
     }
 }

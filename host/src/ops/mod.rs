@@ -1,10 +1,13 @@
 //! The work behind the commands.
 
 pub mod access;
+pub mod agent;
 pub mod boxes;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
+pub mod keys;
 pub mod launch;
 pub mod prepare;
 pub mod register_key;
+pub mod security;

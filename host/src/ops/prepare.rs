@@ -336,3 +336,495 @@ pub fn user_data(role_config: &CloudConfig, host_key: &HostKey) -> String {
     // NOTE: JSON is YAML; cloud-init reads `#cloud-config` documents with a YAML parser.
     format!("#cloud-config\n{}\n", serde_json::to_string_pretty(&map).expect("JSON values serialize"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::Aws;
+    use aws_config::{BehaviorVersion, Region};
+    use cgcloud_common::names::Namespace;
+    use cgcloud_moto::{form, xml_field, xml_fields, Account, Moto};
+    use cgcloud_plugin_api::proto::Arch;
+
+    async fn context(moto: &Moto, account: &Account, namespace: &str) -> Context {
+        let creds = aws_sdk_ec2::config::Credentials::new(
+            &account.access_key_id,
+            &account.secret_access_key,
+            None,
+            None,
+            "test",
+        );
+        let sdk = aws_config::defaults(BehaviorVersion::v2026_01_12())
+            .endpoint_url(moto.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .load()
+            .await;
+        Context::with_aws(
+            Aws::from_sdk_config(sdk),
+            Namespace::parse(namespace).unwrap(),
+            "us-east-1a",
+        )
+    }
+
+    fn ec2(moto: &Moto, account: &Account, pairs: &[(&str, &str)]) -> String {
+        let mut all = pairs.to_vec();
+        all.push(("Version", "2016-11-15"));
+        moto.call(&account.id, "ec2", &form(&all)).unwrap()
+    }
+
+    fn iam(moto: &Moto, account: &Account, pairs: &[(&str, &str)]) -> String {
+        let mut all = pairs.to_vec();
+        all.push(("Version", "2010-05-08"));
+        moto.iam(&account.id, &form(&all)).unwrap()
+    }
+
+    fn rule(protocol: &str, from: i32, to: i32, source: RuleSource) -> SecurityGroupRule {
+        SecurityGroupRule {
+            protocol: protocol.into(),
+            from_port: from,
+            to_port: to,
+            source,
+        }
+    }
+
+    fn perm(protocol: &str, from: i32, to: i32, cidr: Option<&str>, group: Option<&str>) -> Perm {
+        Perm {
+            protocol: protocol.into(),
+            from,
+            to,
+            cidr: cidr.map(Into::into),
+            group: group.map(Into::into),
+        }
+    }
+
+    /// The group's ingress rules as EC2 reports them now.
+    async fn ingress(ctx: &Context, id: &str) -> BTreeSet<Perm> {
+        let out = ctx
+            .aws
+            .ec2()
+            .describe_security_groups()
+            .group_ids(id)
+            .send()
+            .await
+            .unwrap();
+        actual_perms(out.security_groups()[0].ip_permissions())
+    }
+
+    fn authorize_by_hand(moto: &Moto, account: &Account, id: &str, port: &str, cidr: &str) {
+        ec2(
+            moto,
+            account,
+            &[
+                ("Action", "AuthorizeSecurityGroupIngress"),
+                ("GroupId", id),
+                ("IpPermissions.1.IpProtocol", "tcp"),
+                ("IpPermissions.1.FromPort", port),
+                ("IpPermissions.1.ToPort", port),
+                ("IpPermissions.1.IpRanges.1.CidrIp", cidr),
+            ],
+        );
+    }
+
+    fn default_rules() -> Vec<SecurityGroupRule> {
+        vec![
+            rule("tcp", 22, 22, RuleSource::SshClients),
+            rule("icmp", 3, 4, RuleSource::Cidr("0.0.0.0/0".into())),
+            rule("tcp", 0, 65535, RuleSource::SameGroup),
+        ]
+    }
+
+    #[tokio::test]
+    async fn stale_rules_are_revoked_from_groups_cgcloud_made() {
+        let moto = Moto::start().unwrap();
+        let account = moto.new_account("alice").unwrap();
+        let ctx = context(&moto, &account, "/alice/").await;
+        let rules = default_rules();
+        let id = ensure_security_group(&ctx, "web", "web", None, &rules, "203.0.113.0/24")
+            .await
+            .unwrap();
+        let out = ctx
+            .aws
+            .ec2()
+            .describe_security_groups()
+            .group_ids(&id)
+            .send()
+            .await
+            .unwrap();
+        let group = &out.security_groups()[0];
+        assert_eq!(group.group_name(), Some("alice_web"));
+        assert_eq!(tag(group.tags(), OWNER_TAG), Some("/alice/"));
+        let desired: BTreeSet<Perm> = [
+            perm("tcp", 22, 22, Some("203.0.113.0/24"), None),
+            perm("icmp", 3, 4, Some("0.0.0.0/0"), None),
+            perm("tcp", 0, 65535, None, Some(&id)),
+        ]
+        .into();
+        assert_eq!(ingress(&ctx, &id).await, desired);
+
+        // A rule added by hand is revoked; a rule removed by hand comes back.
+        authorize_by_hand(&moto, &account, &id, "8080", "0.0.0.0/0");
+        ec2(
+            &moto,
+            &account,
+            &[
+                ("Action", "RevokeSecurityGroupIngress"),
+                ("GroupId", &id),
+                ("IpPermissions.1.IpProtocol", "icmp"),
+                ("IpPermissions.1.FromPort", "3"),
+                ("IpPermissions.1.ToPort", "4"),
+                ("IpPermissions.1.IpRanges.1.CidrIp", "0.0.0.0/0"),
+            ],
+        );
+        assert_ne!(ingress(&ctx, &id).await, desired);
+        let again = ensure_security_group(&ctx, "web", "web", None, &rules, "203.0.113.0/24")
+            .await
+            .unwrap();
+        assert_eq!(again, id, "the group is reused");
+        assert_eq!(ingress(&ctx, &id).await, desired);
+
+        // SSH from elsewhere now: the old source is revoked.
+        ensure_security_group(&ctx, "web", "web", None, &rules, "198.51.100.0/24")
+            .await
+            .unwrap();
+        let now = ingress(&ctx, &id).await;
+        assert!(
+            now.contains(&perm("tcp", 22, 22, Some("198.51.100.0/24"), None)),
+            "{now:?}"
+        );
+        assert!(
+            !now.contains(&perm("tcp", 22, 22, Some("203.0.113.0/24"), None)),
+            "{now:?}"
+        );
+        assert_eq!(now.len(), 3, "{now:?}");
+    }
+
+    #[tokio::test]
+    async fn groups_without_the_ownership_tag_get_missing_rules_but_keep_their_own() {
+        let moto = Moto::start().unwrap();
+        let account = moto.new_account("alice").unwrap();
+        let ctx = context(&moto, &account, "/alice/").await;
+        let body = ec2(
+            &moto,
+            &account,
+            &[
+                ("Action", "CreateSecurityGroup"),
+                ("GroupName", "alice_web"),
+                ("GroupDescription", "made by hand"),
+            ],
+        );
+        let id = xml_field(&body, "groupId").unwrap();
+        authorize_by_hand(&moto, &account, &id, "8080", "10.0.0.0/8");
+        let got = ensure_security_group(&ctx, "web", "web", None, &default_rules(), "0.0.0.0/0")
+            .await
+            .unwrap();
+        assert_eq!(got, id);
+        let now = ingress(&ctx, &id).await;
+        assert!(
+            now.contains(&perm("tcp", 8080, 8080, Some("10.0.0.0/8"), None)),
+            "the hand-made rule stays: {now:?}"
+        );
+        assert!(
+            now.contains(&perm("tcp", 22, 22, Some("0.0.0.0/0"), None)),
+            "{now:?}"
+        );
+        assert!(
+            now.contains(&perm("tcp", 0, 65535, None, Some(&id))),
+            "{now:?}"
+        );
+        assert_eq!(now.len(), 4, "{now:?}");
+    }
+
+    #[test]
+    fn iam_role_names_match_the_original_hashing() {
+        let ctx = |ns: &str| {
+            let sdk = aws_config::SdkConfig::builder()
+                .behavior_version(BehaviorVersion::v2026_01_12())
+                .build();
+            Context::with_aws(
+                Aws::from_sdk_config(sdk),
+                Namespace::parse(ns).unwrap(),
+                "us-east-1a",
+            )
+        };
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            iam_role_name(&ctx("/"), &f(&[])).unwrap(),
+            "cgcloud-qjcdp7lv4sqlu"
+        );
+        assert_eq!(
+            iam_role_name(&ctx("/"), &f(&["agent-box"])).unwrap(),
+            "cgcloud-drlqaw4bbigxu"
+        );
+        assert_eq!(
+            iam_role_name(&ctx("/"), &f(&["agent-box", "spark-box"])).unwrap(),
+            "cgcloud-athtjtga3bvtw"
+        );
+        assert_eq!(
+            iam_role_name(
+                &ctx("/"),
+                &f(&["agent-box", "mesos-box-support", "toil-box-support"])
+            )
+            .unwrap(),
+            "cgcloud-kayspvrxdobds"
+        );
+        assert_eq!(
+            iam_role_name(&ctx("/hannes/"), &f(&["agent-box"])).unwrap(),
+            "hannes_cgcloud-drlqaw4bbigxu"
+        );
+    }
+
+    fn policy(action: &str) -> String {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+            .to_string()
+    }
+
+    /// The role's inline policies as IAM holds them: name → parsed document.
+    async fn policies_of(ctx: &Context, role: &str) -> Vec<(String, serde_json::Value)> {
+        let iam = ctx.aws.iam();
+        let names = iam
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap()
+            .policy_names()
+            .to_vec();
+        let mut out = Vec::new();
+        for n in names {
+            let doc = iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(&n)
+                .send()
+                .await
+                .unwrap();
+            out.push((
+                n,
+                serde_json::from_str(&url_decode(doc.policy_document())).unwrap(),
+            ));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    async fn profile_roles(ctx: &Context, profile: &str) -> Vec<String> {
+        let out = ctx
+            .aws
+            .iam()
+            .get_instance_profile()
+            .instance_profile_name(profile)
+            .send()
+            .await
+            .unwrap();
+        out.instance_profile()
+            .unwrap()
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn inline_policies_are_reconciled_and_the_profile_holds_exactly_the_role() {
+        let moto = Moto::start().unwrap();
+        let account = moto.new_account("hannes").unwrap();
+        let ctx = context(&moto, &account, "/hannes/").await;
+        let features = vec!["agent-box".to_string()];
+        let first = vec![
+            IamPolicy {
+                name: "ec2_read_only".into(),
+                document: policy("ec2:Describe*"),
+            },
+            IamPolicy {
+                name: "s3_read_only".into(),
+                document: policy("s3:Get*"),
+            },
+        ];
+        let arn = ensure_instance_profile(&ctx, "web", &features, &first)
+            .await
+            .unwrap();
+        assert!(arn.ends_with(":instance-profile/hannes_web"), "{arn}");
+        let role = "hannes_cgcloud-drlqaw4bbigxu";
+        let got = ctx
+            .aws
+            .iam()
+            .get_role()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
+        let tags = got.role().unwrap().tags();
+        assert!(
+            tags.iter()
+                .any(|t| t.key() == OWNER_TAG && t.value() == "/hannes/"),
+            "{tags:?}"
+        );
+        let parsed = |d: &str| serde_json::from_str::<serde_json::Value>(d).unwrap();
+        assert_eq!(
+            policies_of(&ctx, role).await,
+            vec![
+                ("ec2_read_only".into(), parsed(&first[0].document)),
+                ("s3_read_only".into(), parsed(&first[1].document))
+            ]
+        );
+        assert_eq!(
+            profile_roles(&ctx, "hannes_web").await,
+            vec![role.to_string()]
+        );
+
+        // By hand: a policy cgcloud does not want, a drifted document, and another role in the
+        // profile instead of ours.
+        iam(
+            &moto,
+            &account,
+            &[
+                ("Action", "PutRolePolicy"),
+                ("RoleName", role),
+                ("PolicyName", "stale"),
+                ("PolicyDocument", &policy("iam:*")),
+            ],
+        );
+        iam(
+            &moto,
+            &account,
+            &[
+                ("Action", "PutRolePolicy"),
+                ("RoleName", role),
+                ("PolicyName", "ec2_read_only"),
+                ("PolicyDocument", &policy("ec2:*")),
+            ],
+        );
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        iam(
+            &moto,
+            &account,
+            &[
+                ("Action", "CreateRole"),
+                ("RoleName", "intruder"),
+                ("AssumeRolePolicyDocument", trust),
+            ],
+        );
+        iam(
+            &moto,
+            &account,
+            &[
+                ("Action", "RemoveRoleFromInstanceProfile"),
+                ("InstanceProfileName", "hannes_web"),
+                ("RoleName", role),
+            ],
+        );
+        iam(
+            &moto,
+            &account,
+            &[
+                ("Action", "AddRoleToInstanceProfile"),
+                ("InstanceProfileName", "hannes_web"),
+                ("RoleName", "intruder"),
+            ],
+        );
+
+        // And the role now wants a changed policy.
+        let second = vec![
+            IamPolicy {
+                name: "ec2_read_only".into(),
+                document: policy("ec2:Describe*"),
+            },
+            IamPolicy {
+                name: "s3_read_only".into(),
+                document: policy("s3:List*"),
+            },
+        ];
+        let again = ensure_instance_profile(&ctx, "web", &features, &second)
+            .await
+            .unwrap();
+        assert_eq!(again, arn);
+        assert_eq!(
+            policies_of(&ctx, role).await,
+            vec![
+                ("ec2_read_only".into(), parsed(&second[0].document)),
+                ("s3_read_only".into(), parsed(&second[1].document))
+            ]
+        );
+        assert_eq!(
+            profile_roles(&ctx, "hannes_web").await,
+            vec![role.to_string()]
+        );
+        let body = iam(&moto, &account, &[("Action", "ListRoles")]);
+        assert!(
+            xml_fields(&body, "RoleName").contains(&"intruder".to_string()),
+            "the other role itself is left alone"
+        );
+    }
+
+    /// One entry of moto's AMI catalogue (`MOTO_AMIS_PATH`): a public image of `owner`.
+    fn catalogue_entry(id: &str, name: &str, owner: &str) -> serde_json::Value {
+        serde_json::json!({
+            "ami_id": id, "name": name, "owner_id": owner, "public": true, "state": "available",
+            "architecture": "x86_64", "virtualization_type": "hvm", "root_device_type": "ebs",
+            "root_device_name": "/dev/xvda", "image_type": "machine", "hypervisor": "xen", "sriov": "simple",
+            "description": name, "platform": null, "image_location": format!("{owner}/{name}")
+        })
+    }
+
+    #[tokio::test]
+    async fn find_base_image_never_returns_an_image_of_another_owner() {
+        // Public images of other accounts come from moto's catalogue: a vendor's two images and
+        // a spoof named like them, from someone else, newer by name.
+        // NOTE: moto 5.2.1 fails (HTTP 500) on catalogue entries with a `creation_date` once a
+        // second account or region loads the catalogue, so all three share moto's load time and
+        // the name decides which is newest, as it does in `find_base_image` for equal dates.
+        let vendor = "136693071363";
+        let newest_of_vendor = "ami-0000000000000b002";
+        let spoof = "ami-0badc0ffee0000001";
+        let catalogue = serde_json::json!([
+            catalogue_entry(
+                "ami-0000000000000b001",
+                "debian-12-amd64-20250101-0000",
+                vendor
+            ),
+            catalogue_entry(newest_of_vendor, "debian-12-amd64-20250601-0000", vendor),
+            catalogue_entry(spoof, "debian-12-amd64-20991231-0000", "666666666666"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("amis.json");
+        std::fs::write(&path, catalogue.to_string()).unwrap();
+        let moto = Moto::start_with(&[("MOTO_AMIS_PATH", path.to_str().unwrap())]).unwrap();
+        let user = moto.new_account("alice").unwrap();
+        let ctx = context(&moto, &user, "/alice/").await;
+        // The spoof is visible to the user by name ...
+        let seen = ctx
+            .aws
+            .ec2()
+            .describe_images()
+            .filters(filter("name", &["debian-12-amd64-*"]))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            seen.images().iter().any(|i| i.image_id() == Some(spoof)),
+            "the spoof must be visible"
+        );
+        // ... but never chosen.
+        let q = BaseImageQuery {
+            owner: vendor.into(),
+            name_pattern: "debian-12-amd64-*".into(),
+            arch: Arch::X86_64,
+        };
+        let got = find_base_image(&ctx, &q).await.unwrap();
+        assert_eq!(got.image_id(), Some(newest_of_vendor));
+        assert_eq!(got.owner_id(), Some(vendor));
+        // An owner with no such image is an error, not a fallback to anyone else's.
+        let q = BaseImageQuery {
+            owner: user.id.clone(),
+            name_pattern: "debian-12-amd64-*".into(),
+            arch: Arch::X86_64,
+        };
+        let e = find_base_image(&ctx, &q).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("no available image owned by account {}", user.id)),
+            "{e}"
+        );
+    }
+}

@@ -71,7 +71,9 @@ impl BoxConfig {
              \x20 User {user}\n\
              \x20 ConnectTimeout {timeout}\n\
              \x20 ServerAliveInterval 15\n\
-             \x20 ServerAliveCountMax 4\n",
+             \x20 ServerAliveCountMax 4\n\
+             \x20 PasswordAuthentication no\n\
+             \x20 KbdInteractiveAuthentication no\n",
             id = target.instance_id,
             addr = target.address,
             kh = known_hosts.display(),

@@ -94,7 +94,8 @@ impl Remote {
         self.run_with_stdin(command, None).await
     }
 
-    async fn run_with_stdin(&self, command: &str, input: Option<&[u8]>) -> Result<CmdOutput> {
+    /// Runs a command with `input` on its standard input.
+    pub async fn run_with_stdin(&self, command: &str, input: Option<&[u8]>) -> Result<CmdOutput> {
         let mut cmd = self.session.shell(command);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });

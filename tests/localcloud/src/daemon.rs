@@ -521,6 +521,19 @@ impl Cloud {
                     0o644,
                     sources.into_bytes(),
                 ),
+                // The emulated region's endpoint: AWS software on the box (cgcloud's agent)
+                // reaches moto through the hub relay, with the instance-profile credentials
+                // the metadata stand-in serves, exactly as it would reach AWS.
+                (
+                    "/etc/systemd/system.conf.d/50-localcloud-aws.conf".into(),
+                    0o644,
+                    format!("[Manager]\nDefaultEnvironment=AWS_ENDPOINT_URL={AWS_ENDPOINT}\n").into_bytes(),
+                ),
+                (
+                    "/etc/profile.d/localcloud-aws.sh".into(),
+                    0o644,
+                    format!("export AWS_ENDPOINT_URL={AWS_ENDPOINT}\n").into_bytes(),
+                ),
             ],
         })
     }
@@ -585,6 +598,9 @@ impl Cloud {
 }
 
 /// The Debian suite of an official Debian AMI (`debian-12-…`, `debian-13-…` from Debian's account).
+/// Where software in a box reaches the emulated AWS: the hub relay to moto.
+pub const AWS_ENDPOINT: &str = "http://10.250.0.1:4566";
+
 pub fn debian_suite(img: &Image) -> Option<&'static str> {
     if img.owner_id != DEBIAN_OWNER {
         return None;

@@ -28,13 +28,18 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
         return;
     }
     let mut len = 0usize;
+    let mut asked_ttl: Option<String> = None;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).is_err() || h.trim().is_empty() {
             break;
         }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+        let lower = h.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
             len = v.trim().parse().unwrap_or(0);
+        }
+        if let Some(v) = lower.strip_prefix("x-aws-ec2-metadata-token-ttl-seconds:") {
+            asked_ttl = Some(v.trim().to_string()).filter(|v| v.parse::<u32>().is_ok());
         }
     }
     let mut body = vec![0u8; len.min(65536)];
@@ -50,9 +55,16 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
         Some(inst) => answer(cloud, &inst, method, path),
     };
     let reason = if status == 200 { "OK" } else { "Not Found" };
+    // IMDSv2: a token answer says how long the token lives (SDKs refuse one that does not).
+    let ttl = if method == "PUT" && path == "/latest/api/token" && status == 200 {
+        let asked = asked_ttl.clone().unwrap_or_else(|| "21600".into());
+        format!("X-aws-ec2-metadata-token-ttl-seconds: {asked}\r\n")
+    } else {
+        String::new()
+    };
     let _ = write!(
         w,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{ttl}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
 }

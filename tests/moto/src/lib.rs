@@ -127,10 +127,15 @@ impl Moto {
 
     /// One query-protocol call (EC2, IAM, STS, ...) inside `account`; returns the response body.
     pub fn call(&self, account: &str, service: &str, form: &str) -> Result<String, String> {
+        self.call_in(account, "us-east-1", service, form)
+    }
+
+    /// [`Moto::call`] in another region.
+    pub fn call_in(&self, account: &str, region: &str, service: &str, form: &str) -> Result<String, String> {
         let (status, body) = self.http(
             "POST",
             "/",
-            &[("Authorization", &auth_header(service)), ("x-moto-account-id", account)],
+            &[("Authorization", &auth_header_in(region, service)), ("x-moto-account-id", account)],
             form,
         )?;
         if status != 200 {
@@ -227,8 +232,12 @@ fn free_port() -> Result<u16, String> {
 /// moto routes a request to a service by the credential scope of its `Authorization` header; the
 /// signature itself is not checked.
 fn auth_header(service: &str) -> String {
+    auth_header_in("us-east-1", service)
+}
+
+fn auth_header_in(region: &str, service: &str) -> String {
     format!(
-        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0"
     )
 }
 

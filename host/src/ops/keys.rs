@@ -1,0 +1,125 @@
+//! `cgcloud keys status` and `cgcloud keys set`: what each box's agent applied, and changing a
+//! running box's key pair globs (the original could not do that for recreated boxes).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::agent::{self, KEYPAIRS_TAG};
+use super::instances::{self, Selection};
+use crate::aws::{self, tag, AwsResultExt};
+use crate::ctx::{Context, Globals};
+use crate::errors::Result;
+use crate::ops::prepare::{OWNER_TAG, ROLE_TAG};
+use crate::roles::Roles;
+use crate::ssh::remote::Remote;
+
+/// One box in `keys status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoxKeys {
+    pub instance_id: String,
+    pub role: String,
+    pub state: String,
+    pub keypairs: String,
+    pub expected: String,
+    pub applied: Option<String>,
+    pub applied_at: Option<String>,
+    /// `converged`, `pending` (the agent has not applied the current set yet) or `no-agent`.
+    pub status: String,
+}
+
+/// The namespace's boxes (running or stopped) and whether their agents applied the key set
+/// their globs stand for now.
+pub async fn status(ctx: &Context) -> Result<Vec<BoxKeys>> {
+    let ec2 = ctx.aws.ec2();
+    let mut pages = ec2
+        .describe_instances()
+        .filters(aws::filter(&format!("tag:{OWNER_TAG}"), &[ctx.namespace.as_str()]))
+        .filters(aws::filter("instance-state-name", &["pending", "running", "stopping", "stopped"]))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.aws(|| format!("failed to list the boxes of namespace `{}`", ctx.namespace))?;
+        for i in page.reservations().iter().flat_map(|r| r.instances()) {
+            let tags = i.tags();
+            let globs = tag(tags, KEYPAIRS_TAG).unwrap_or_default().to_string();
+            let enabled = tag(tags, "enable_agent") == Some("True");
+            let expected = if enabled && !globs.is_empty() {
+                match hashes.get(&globs) {
+                    Some(h) => h.clone(),
+                    None => {
+                        let list: Vec<String> = globs.split_whitespace().map(str::to_string).collect();
+                        let h = agent::expected_hash(ctx, &list).await?;
+                        hashes.insert(globs.clone(), h.clone());
+                        h
+                    }
+                }
+            } else {
+                String::new()
+            };
+            let ack = cgcloud_agent::ack_from_tags(tags.iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())));
+            let status = if !enabled {
+                "no-agent"
+            } else if ack.as_ref().is_some_and(|a| a.hash == expected) {
+                "converged"
+            } else {
+                "pending"
+            };
+            out.push(BoxKeys {
+                instance_id: i.instance_id().unwrap_or_default().into(),
+                role: tag(tags, ROLE_TAG).unwrap_or_default().into(),
+                state: aws::state_of(i).map(|s| s.as_str().to_string()).unwrap_or_default(),
+                keypairs: globs,
+                expected,
+                applied: ack.as_ref().map(|a| a.hash.clone()),
+                applied_at: ack.map(|a| a.applied),
+                status: status.into(),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.role, &a.instance_id).cmp(&(&b.role, &b.instance_id)));
+    Ok(out)
+}
+
+/// Gives a running box new key pair globs: its agent is reconfigured and restarted, and the
+/// instance's tag updated.
+pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String]) -> Result<()> {
+    let roles = Roles::load(g)?;
+    let data = roles.get(&sel.role)?;
+    sel.role = data.name.clone();
+    let i = instances::bind(ctx, &sel).await?;
+    let id = i.instance_id().unwrap_or_default().to_string();
+    if tag(i.tags(), "enable_agent") != Some("True") {
+        crate::bail_user!("box `{id}` runs no agent (it was made with --no-agent), so its keys cannot be changed");
+    }
+    let parsed = super::keypairs::parse(ctx, globs).await?;
+    let resolved: Vec<String> = parsed
+        .iter()
+        .map(|g| match g {
+            cgcloud_common::keypairs::KeypairGlob::Pattern(p) => p.clone(),
+            cgcloud_common::keypairs::KeypairGlob::User(u) => format!("@{u}"),
+            cgcloud_common::keypairs::KeypairGlob::Group(gr) => format!("@@{gr}"),
+        })
+        .collect();
+    let ssh = super::boxes::ssh_settings(None)?;
+    let target = super::access::target(ctx, &ssh, &i, &data.admin_account)?;
+    let remote = Remote::connect(&ssh, &target, super::launch::SSH_TIMEOUT, &ctx.shell).await?;
+    let mut accounts = vec![data.admin_account.clone()];
+    if data.default_account != data.admin_account {
+        accounts.push(data.default_account.clone());
+    }
+    agent::install(ctx, &remote, &id, &resolved, &accounts).await?;
+    remote.close().await;
+    ctx.aws
+        .ec2()
+        .create_tags()
+        .resources(&id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(KEYPAIRS_TAG).value(resolved.join(" ")).build())
+        .send()
+        .await
+        .aws(|| format!("failed to tag `{id}`"))?;
+    ctx.shell.info(format!("box `{id}` now takes its keys from `{}`", resolved.join(" ")));
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! The agent on real boxes of the local cloud: a systemd service that keeps the admin
+//! account's keys equal to the key pairs the box's globs match, pushed by `register-key`,
+//! reconciled periodically, and restarted by systemd.
+
+use std::time::{Duration, Instant};
+
+use cgcloud_tests::*;
+
+use crate::boxes::Cloud;
+
+const ROLE: &str = "generic-debian-bookworm-box";
+
+/// Polls `f` every half second until it returns true, for at most `limit`; shows the agent's
+/// journal if it never does.
+fn eventually(c: &Cloud, limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut cmd = c.cgcloud(&["ssh", ROLE, "sudo", "journalctl", "-u", "cgcloud-agent", "--no-pager", "-n", "30"]);
+    cmd.env("CGCLOUD_SSH_KEY", &c.key);
+    let log = run(cmd);
+    panic!("{what} did not happen within {limit:?}; the agent's journal:\n{}", stdout(&log));
+}
+
+/// Whether `key` logs in to the box as its admin account.
+fn key_logs_in(c: &Cloud, key: &std::path::Path) -> bool {
+    let mut cmd = c.cgcloud(&["ssh", ROLE, "true"]);
+    cmd.env("CGCLOUD_SSH_KEY", key).env("SSH_AUTH_SOCK", "");
+    run(cmd).status.success()
+}
+
+fn queue_names(c: &Cloud) -> Vec<String> {
+    let body = c.cloud.moto().call_in(
+        &c.cloud.account().id,
+        cgcloud_localcloud::REGION,
+        "sqs",
+        &form(&[("Action", "ListQueues"), ("Version", "2012-11-05")]),
+    );
+    xml_fields(&body.unwrap_or_default(), "QueueUrl")
+}
+
+#[test]
+fn the_agent_keeps_keys_in_sync_and_survives_a_kill() {
+    let c = Cloud::start();
+    let bob = ssh_keygen(c.home.path(), "bob", "ed25519");
+    let carol = ssh_keygen(c.home.path(), "carol", "ed25519");
+    let mut create = c.cgcloud(&["create", ROLE, "-k", "tester", "team-*"]);
+    create.env("CGCLOUD_AGENT_INTERVAL", "3");
+    let o = run(create);
+    assert_success(&o);
+    let o = c.run(&["ssh", ROLE, "systemctl", "is-active", "cgcloud-agent"]);
+    if stdout(&o).trim() != "active" {
+        let log = c.run(&["ssh", ROLE, "sudo", "journalctl", "-u", "cgcloud-agent", "--no-pager", "-n", "40"]);
+        panic!("the agent is not running as a systemd service ({}):\n{}", stdout(&o).trim(), stdout(&log));
+    }
+    assert!(!key_logs_in(&c, &bob), "bob's key is not registered yet");
+
+    // register-key pushes: the new key matching `team-*` works on the box soon after.
+    assert_success(&c.run(&["register-key", bob.with_extension("pub").to_str().unwrap(), "-k", "team-bob"]));
+    let took = eventually(&c, Duration::from_secs(60), "bob's key logging in", || key_logs_in(&c, &bob));
+    eprintln!("bob's key worked {took:?} after register-key returned");
+    eventually(&c, Duration::from_secs(60), "keys status showing the box converged", || {
+        let o = c.run(&["keys", "status", "--json"]);
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_default();
+        rows.as_array().is_some_and(|r| r.len() == 1 && r[0]["status"] == "converged")
+    });
+    assert_eq!(queue_names(&c).len(), 1, "the box has its queue");
+
+    // A key pair deleted behind cgcloud's back loses its access within the reconcile interval.
+    c.ec2(&[("Action", "DeleteKeyPair"), ("KeyName", "team-bob")]);
+    eventually(&c, Duration::from_secs(60), "bob's key being refused", || !key_logs_in(&c, &bob));
+    assert!(key_logs_in(&c, &c.key), "the launch key still works");
+
+    // Killed, the agent is restarted by systemd and converges again.
+    let o = c.run(&["ssh", ROLE, "sudo", "systemctl", "kill", "--signal=KILL", "cgcloud-agent"]);
+    assert_success(&o);
+    assert_success(&c.run(&["register-key", carol.with_extension("pub").to_str().unwrap(), "-k", "team-carol"]));
+    eventually(&c, Duration::from_secs(90), "carol's key logging in after the agent was killed", || key_logs_in(&c, &carol));
+    let o = c.run(&["ssh", ROLE, "systemctl", "show", "-p", "NRestarts", "cgcloud-agent"]);
+    assert_ne!(stdout(&o).trim(), "NRestarts=0", "systemd restarted the agent");
+
+    // Terminating the box removes its queue.
+    assert_success(&c.run(&["terminate", ROLE]));
+    assert!(queue_names(&c).is_empty(), "the queue is gone: {:?}", queue_names(&c));
+}
+
+#[test]
+fn keys_set_changes_the_globs_of_a_running_box() {
+    let c = Cloud::start();
+    let dave = ssh_keygen(c.home.path(), "dave", "ed25519");
+    assert_success(&c.run(&["register-key", dave.with_extension("pub").to_str().unwrap(), "-k", "dave"]));
+    let mut create = c.cgcloud(&["create", ROLE]);
+    create.env("CGCLOUD_AGENT_INTERVAL", "3");
+    assert_success(&run(create));
+    assert!(!key_logs_in(&c, &dave));
+    assert_success(&c.run(&["keys", "set", ROLE, "tester", "dave"]));
+    eventually(&c, Duration::from_secs(60), "dave's key logging in after keys set", || key_logs_in(&c, &dave));
+    let o = c.run(&["show", ROLE, "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(shown["tags"]["cgcloud:keypairs"], "tester dave");
+
+    // Terminated behind cgcloud's back, the box leaves its queue; `cleanup` removes it.
+    let id = shown["instance_id"].as_str().unwrap().to_string();
+    eventually(&c, Duration::from_secs(30), "the agent's queue", || queue_names(&c).len() == 1);
+    c.ec2(&[("Action", "TerminateInstances"), ("InstanceId.1", &id)]);
+    let o = c.run(&["cleanup", "-y"]);
+    assert_success(&o);
+    assert!(stdout(&o).contains("agent-queue"), "cleanup lists the queue: {}", stdout(&o));
+    assert!(queue_names(&c).is_empty(), "the leftover queue is gone: {:?}", queue_names(&c));
+}
