@@ -417,13 +417,17 @@ fn example_plugin_hooks_run_against_the_fake_host() {
     let host = FakeHost::new().with_option("site_title", "Hello");
     role.on_instance_ready(&host, true).expect("ready");
     role.setup(&host, false).expect("set-up");
-    let apt = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300";
+    let apt = "sudo -n env LC_ALL=C DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300";
+    let dpkg = "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
     assert_eq!(
         host.commands(),
         [
             "sudo put: /etc/apt/apt.conf.d/99timeout (644)".to_string(),
-            format!("run: sudo {apt} update"),
-            format!("sudo: {apt} --no-install-recommends install htop mdadm nginx"),
+            format!("run: {apt} --error-on=any update"),
+            format!("run: {apt} {dpkg} --no-install-recommends install htop mdadm nginx"),
+            // The built-in parent's instance-store disk script, once mdadm is installed.
+            "sudo put: /usr/local/sbin/cgcloud-ephemeral-disks (755)".to_string(),
+            "sudo: /usr/local/sbin/cgcloud-ephemeral-disks".to_string(),
             "sudo put: /var/www/html/index.html (644)".to_string(),
             "sudo: systemctl enable --now nginx".to_string(),
         ]
