@@ -49,11 +49,14 @@ pub fn main() -> i32 {
     let mut plugin_paths = cli.plugins.clone();
     plugin_paths.extend(cli.scripts.iter().cloned());
     let globals = ctx::Globals { shell: shell.clone(), plugin_paths };
-    match runtime.block_on(cli::run(cli, globals)) {
+    let code = match runtime.block_on(cli::run(cli, globals)) {
         Ok(code) => code,
         Err(e) => {
             shell.error(errors::one_line(&e));
             EXIT_USER_ERROR
         }
-    }
+    };
+    // A role hook still running on a blocking thread (after Ctrl-C) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }

@@ -212,3 +212,77 @@ fn create_plan_touches_nothing() {
     assert!(c.instance_states().is_empty());
     assert_eq!(c.ec2(&[("Action", "DescribeSecurityGroups")]), before, "no security group made");
 }
+
+#[test]
+fn create_can_image_the_box_and_terminate_it() {
+    let c = Cloud::start();
+    let done = created(&c.run(&["create", "generic-debian-bookworm-box", "-I", "-T", "--no-agent", "--json"]));
+    let image = done["created_image"].as_str().expect("an image was made").to_string();
+    assert_eq!(done["terminated"], true);
+    assert_eq!(c.state_of(done["instance_id"].as_str().unwrap()), "terminated");
+    assert_eq!(c.own_image_ids(), vec![image.clone()]);
+    let body = c.ec2(&[("Action", "DescribeImages"), ("ImageId.1", &image)]);
+    for tag in ["cgcloud:role-hash", "cgcloud:plugin", "cgcloud:base-ami", "cgcloud:namespace"] {
+        assert!(body.contains(tag), "image tag {tag}: {body}");
+    }
+    // An image of a box without the agent makes boxes without the agent.
+    let again = created(&c.run(&["recreate", "generic-debian-bookworm-box", "--json"]));
+    let id = again["instance_id"].as_str().unwrap();
+    let o = c.run(&["show", "generic-debian-bookworm-box", "--json"]);
+    let shown: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(shown["instance_id"], id);
+    assert_eq!(shown["tags"]["enable_agent"], "False");
+    assert_success(&c.run(&["terminate", "generic-debian-bookworm-box"]));
+}
+
+#[test]
+fn without_the_agent_keys_two_to_n_go_in_at_first_boot() {
+    let c = Cloud::start();
+    let erin = ssh_keygen(c.home.path(), "erin", "ed25519");
+    assert_success(&c.run(&["register-key", erin.with_extension("pub").to_str().unwrap(), "-k", "erin"]));
+    let user = c.cloud.account().user.to_lowercase();
+    assert_success(&c.run(&["create", "generic-debian-bookworm-box", "--no-agent", "-k", &user, "erin"]));
+    let mut cmd = c.cgcloud(&["ssh", "generic-debian-bookworm-box", "true"]);
+    cmd.env("CGCLOUD_SSH_KEY", &erin).env("SSH_AUTH_SOCK", "");
+    assert!(run(cmd).status.success(), "erin's key, the second key pair, logs in");
+    let o = c.run(&["ssh", "generic-debian-bookworm-box", "systemctl", "is-enabled", "cgcloud-agent"]);
+    assert_ne!(stdout(&o).trim(), "enabled", "no agent without the agent");
+}
+
+#[test]
+fn host_keys_are_pinned_by_instance_so_a_recycled_address_never_prompts() {
+    let c = Cloud::start();
+    let role = "generic-debian-bookworm-box";
+    let first = created(&c.run(&["create", role, "--no-agent", "--json"]));
+    let old_id = first["instance_id"].as_str().unwrap().to_string();
+    assert_success(&c.run(&["terminate", role]));
+    let box_ = created(&c.run(&["create", role, "--no-agent", "--json"]));
+    let id = box_["instance_id"].as_str().unwrap().to_string();
+    let address = box_["address"].as_str().unwrap().to_string();
+    assert!(!c.known_hosts().contains(&old_id), "the old box's pin is gone");
+
+    // The user's own known_hosts remembers another machine at this address (as after the
+    // address was recycled): cgcloud neither prompts nor fails, since it pins by instance ID.
+    let other = ssh_keygen(c.home.path(), "other_host", "ed25519");
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let ssh_dir = c.home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::write(ssh_dir.join("known_hosts"), format!("{address} {other_pub}")).unwrap();
+    let o = c.run(&["ssh", role, "echo", "reached"]);
+    assert_success(&o);
+    assert_eq!(stdout(&o).trim(), "reached");
+
+    // A box answering with another key than the pinned one is refused, never accepted.
+    let pinned = c.known_hosts();
+    let key_of_other: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let forged: String = pinned
+        .lines()
+        .map(|l| if l.starts_with(&id) { format!("{id} {}\n", key_of_other.join(" ")) } else { format!("{l}\n") })
+        .collect();
+    std::fs::write(c.home.path().join("data/known_hosts"), forged).unwrap();
+    let o = c.run(&["ssh", role, "echo", "reached"]);
+    assert_ne!(o.status.code(), Some(0), "a host key that does not match the pin is refused");
+    assert!(stderr(&o).contains("Host key verification failed") || stderr(&o).contains("HOST IDENTIFICATION HAS CHANGED"), "{}", stderr(&o));
+    std::fs::write(c.home.path().join("data/known_hosts"), pinned).unwrap();
+    assert_success(&c.run(&["terminate", role]));
+}

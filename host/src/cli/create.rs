@@ -122,9 +122,7 @@ pub async fn create(args: CreateArgs, g: &Globals) -> Result<i32> {
     opts.create_image = args.create_image;
     opts.upgrade = args.upgrade;
     opts.plan = args.plan;
-    if args.no_agent {
-        g.shell.debug("--no-agent: keys 2…n are installed once at first boot");
-    }
+    opts.no_agent = args.no_agent;
     run(&args.context, &args.role, opts, &args.creation, args.json, args.creation.list, g).await
 }
 

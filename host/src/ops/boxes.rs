@@ -335,7 +335,28 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
     let id = instance.instance_id().unwrap_or_default().to_string();
     let t = phases.record("api", t);
     ctx.shell.info(format!("launched instance `{id}` of role `{}` from `{}`", p.data.name, p.image.image_id().unwrap_or_default()));
-    let result = provision(ctx, &role, opts, ssh, &p, &id, &host_key, &mut phases, t).await;
+    ctx.shell.status(&id, "pending → running");
+    let ticker = ctx.shell.is_live().then(|| {
+        let shell = ctx.shell.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                shell.tick();
+            }
+        })
+    });
+    // Ctrl-C stops the work and, like any failure, terminates the instance unless -N.
+    let result = tokio::select! {
+        r = provision(ctx, &role, opts, ssh, &p, &id, &host_key, &mut phases, t) => r,
+        _ = tokio::signal::ctrl_c() => {
+            crate::ssh::remote::cancel();
+            Err(user_error!("interrupted while setting up `{id}`"))
+        }
+    };
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    ctx.shell.status_done(&id);
     match result {
         Ok((address, new_image, terminated)) => {
             ctx.shell.info(format!("phases: {}", phases.summary()));
@@ -437,9 +458,12 @@ async fn provision(
     run_hooks(ctx, role, &remote, &p.options, move |r, s| r.on_instance_ready(s, first_boot)).await?;
     let mut t = t;
     if opts.from_image.is_none() {
-        ctx.shell.info(format!("{id}: setting up role `{}`", p.data.name));
+        ctx.shell.status(id, &format!("setting up role `{}`", p.data.name));
         let upgrade = opts.upgrade;
         run_hooks(ctx, role, &remote, &p.options, move |r, s| r.setup(s, upgrade)).await?;
+        if !p.data.init_commands.is_empty() {
+            install_init_commands(&remote, id, &p.data.init_commands).await?;
+        }
         if p.enable_agent {
             let mut accounts = vec![p.data.admin_account.clone()];
             if p.data.default_account != p.data.admin_account {
@@ -448,13 +472,24 @@ async fn provision(
             super::agent::install(ctx, &remote, id, &p.globs, &accounts).await?;
         }
         t = phases.record("setup", t);
+        if opts.upgrade {
+            // As the original: upgraded packages (a new kernel) take effect after a reboot,
+            // done as a stop and start so the box comes back on fresh hardware.
+            ctx.shell.status(id, "rebooting after the upgrade");
+            launch::stop(ctx, id).await?;
+            let (_, address) = launch::start(ctx, id, opts.private_ip).await?;
+            let target = Target { instance_id: id.to_string(), address, user: p.data.admin_account.clone() };
+            let (r, t2) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
+            r.close().await;
+            t = phases.record("reboot", t2);
+        }
     }
     if let Ok(r) = Arc::try_unwrap(remote) {
         r.close().await;
     }
     let mut new_image = None;
     if opts.create_image {
-        ctx.shell.info(format!("{id}: stopping to make an image"));
+        ctx.shell.status(id, "stopping to make an image");
         launch::stop(ctx, id).await?;
         let img = image(ctx, role, id, &p.data, &p.options).await?;
         new_image = Some(img);
@@ -471,6 +506,31 @@ async fn provision(
         return Ok((address, new_image, true));
     }
     Ok((address, new_image, false))
+}
+
+/// The role's boot-time commands, run at the end of every boot by a oneshot systemd unit
+/// (the original appended them to rc.local); each must tolerate `set -e`.
+async fn install_init_commands(remote: &Remote, id: &str, commands: &[String]) -> Result<()> {
+    let mut script = String::from("#!/bin/sh\n# Boot-time commands of the box's role, written by cgcloud.\nset -e\n");
+    for c in commands {
+        script.push_str(c);
+        script.push('\n');
+    }
+    let unit = "[Unit]\nDescription=Boot-time commands of the box's cgcloud role\nWants=network-online.target\n\
+                After=network-online.target cloud-final.service\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+                ExecStart=/usr/local/sbin/cgcloud-init-commands\n\n[Install]\nWantedBy=multi-user.target\n";
+    let install = format!(
+        "set -e; umask 022; printf %s {script} > /usr/local/sbin/cgcloud-init-commands; \
+         chmod 755 /usr/local/sbin/cgcloud-init-commands; printf %s {unit} > /etc/systemd/system/cgcloud-init-commands.service; \
+         systemctl daemon-reload; systemctl enable cgcloud-init-commands.service",
+        script = crate::ssh::remote::quote(&script),
+        unit = crate::ssh::remote::quote(unit),
+    );
+    let out = remote.run(&format!("sudo -n sh -c {}", crate::ssh::remote::quote(&install))).await?;
+    if out.status != 0 {
+        bail_user!("{}", crate::ssh::remote::failure(id, "install the role's boot-time commands", &out));
+    }
+    Ok(())
 }
 
 async fn instance_of(ctx: &Context, id: &str) -> Result<Instance> {

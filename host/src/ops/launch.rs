@@ -192,10 +192,10 @@ pub async fn wait_running(ctx: &Context, id: &str, private: bool) -> Result<(Ins
 
 /// Connects over SSH (pinned host key) and waits until cloud-init has finished.
 pub async fn wait_ready(ctx: &Context, ssh: &SshSettings, target: &Target, phases: &mut Phases, t: Instant) -> Result<(Remote, Instant)> {
-    ctx.shell.info(format!("{}: waiting for SSH at {} as `{}`", target.instance_id, target.address, target.user));
+    ctx.shell.status(&target.instance_id, &format!("waiting for SSH at {} as `{}`", target.address, target.user));
     let remote = Remote::connect(ssh, target, SSH_TIMEOUT, &ctx.shell).await?;
     let t = phases.record("boot-to-ssh", t);
-    ctx.shell.info(format!("{}: waiting for cloud-init to finish", target.instance_id));
+    ctx.shell.status(&target.instance_id, "waiting for cloud-init to finish");
     let run = remote.run("cloud-init status --wait --long || cloud-init status --wait");
     let out = tokio::time::timeout(CLOUD_INIT_TIMEOUT, run)
         .await

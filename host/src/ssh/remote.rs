@@ -18,6 +18,14 @@ use crate::errors::Result;
 use crate::shell::Shell;
 use crate::{bail_user, user_error};
 
+/// Set once the user interrupted cgcloud: hooks stop at their next call to the box.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Marks the run as interrupted.
+pub fn cancel() {
+    CANCELLED.store(true, Ordering::SeqCst);
+}
+
 /// How long one remote command of a hook may run.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -225,7 +233,7 @@ impl HostServices for BoxServices {
     }
 
     fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+        self.cancelled.load(Ordering::SeqCst) || CANCELLED.load(Ordering::SeqCst)
     }
 }
 
