@@ -103,6 +103,25 @@ impl Context {
         }
     }
 
+    /// A context on a moto server, signing with `account`'s key, in `namespace` and us-east-1a.
+    #[cfg(test)]
+    pub async fn for_moto(moto: &cgcloud_moto::Moto, account: &cgcloud_moto::Account, namespace: &str) -> Context {
+        let creds = aws_sdk_ec2::config::Credentials::new(
+            &account.access_key_id,
+            &account.secret_access_key,
+            None,
+            None,
+            "test",
+        );
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
+            .endpoint_url(moto.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .load()
+            .await;
+        Context::with_aws(Aws::from_sdk_config(sdk), Namespace::parse(namespace).expect("a valid test namespace"), "us-east-1a")
+    }
+
     /// Who "me" is: `CGCLOUD_ME`, else the IAM user or assumed-role session behind the
     /// credentials, as STS reports it. Not yet lower-cased or cut at `@`.
     pub async fn me(&self) -> Result<String> {

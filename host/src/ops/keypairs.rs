@@ -106,26 +106,10 @@ pub async fn expand_for_launch(ctx: &Context, globs: &[String]) -> Result<Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::Aws;
-    use aws_config::{BehaviorVersion, Region};
-    use cgcloud_common::names::Namespace;
     use cgcloud_moto::{form, Account, Moto};
 
     async fn context(moto: &Moto, account: &Account) -> Context {
-        let creds = aws_sdk_ec2::config::Credentials::new(
-            &account.access_key_id,
-            &account.secret_access_key,
-            None,
-            None,
-            "test",
-        );
-        let sdk = aws_config::defaults(BehaviorVersion::v2026_01_12())
-            .endpoint_url(moto.endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .load()
-            .await;
-        Context::with_aws(Aws::from_sdk_config(sdk), Namespace::parse("/alice/").unwrap(), "us-east-1a")
+        Context::for_moto(moto, account, "/alice/").await
     }
 
     fn import(moto: &Moto, account: &Account, name: &str) {

@@ -340,31 +340,12 @@ pub fn user_data(role_config: &CloudConfig, host_key: &HostKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::Aws;
-    use aws_config::{BehaviorVersion, Region};
     use cgcloud_common::names::Namespace;
     use cgcloud_moto::{form, xml_field, xml_fields, Account, Moto};
     use cgcloud_plugin_api::proto::Arch;
 
     async fn context(moto: &Moto, account: &Account, namespace: &str) -> Context {
-        let creds = aws_sdk_ec2::config::Credentials::new(
-            &account.access_key_id,
-            &account.secret_access_key,
-            None,
-            None,
-            "test",
-        );
-        let sdk = aws_config::defaults(BehaviorVersion::v2026_01_12())
-            .endpoint_url(moto.endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .load()
-            .await;
-        Context::with_aws(
-            Aws::from_sdk_config(sdk),
-            Namespace::parse(namespace).unwrap(),
-            "us-east-1a",
-        )
+        Context::for_moto(moto, account, namespace).await
     }
 
     fn ec2(moto: &Moto, account: &Account, pairs: &[(&str, &str)]) -> String {
@@ -539,10 +520,10 @@ mod tests {
     fn iam_role_names_match_the_original_hashing() {
         let ctx = |ns: &str| {
             let sdk = aws_config::SdkConfig::builder()
-                .behavior_version(BehaviorVersion::v2026_01_12())
+                .behavior_version(aws_config::BehaviorVersion::v2026_01_12())
                 .build();
             Context::with_aws(
-                Aws::from_sdk_config(sdk),
+                crate::aws::Aws::from_sdk_config(sdk),
                 Namespace::parse(ns).unwrap(),
                 "us-east-1a",
             )
