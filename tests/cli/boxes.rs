@@ -286,3 +286,35 @@ fn host_keys_are_pinned_by_instance_so_a_recycled_address_never_prompts() {
     std::fs::write(c.home.path().join("data/known_hosts"), pinned).unwrap();
     assert_success(&c.run(&["terminate", role]));
 }
+
+#[test]
+fn creation_options_reach_ec2_and_the_other_box_commands_work() {
+    let c = Cloud::start();
+    let role = "generic-debian-bookworm-box";
+    let o = c.run(&[
+        "create", role, "--no-agent", "--spot-bid", "0.05", "--root-volume-size", "12", "--root-volume-type", "gp2",
+        "--encrypt-root", "--virtualization-type", "hvm", "-t", "m7i.large", "--list",
+    ]);
+    assert_success(&o);
+    let listed = stdout(&o);
+    assert!(listed.starts_with("cluster_name\trole_name\tordinal"), "--list prints the box: {listed}");
+    let id = listed.lines().nth(1).and_then(|l| l.split('\t').nth(6)).expect("the listed box").to_string();
+    let body = c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", &id)]);
+    assert!(body.contains("<instanceLifecycle>spot</instanceLifecycle>"), "a spot instance: {body}");
+    assert!(body.contains("<instanceType>m7i.large</instanceType>"), "any instance type name: {body}");
+    let volumes = c.ec2(&[("Action", "DescribeVolumes"), ("Filter.1.Name", "attachment.instance-id"), ("Filter.1.Value.1", &id)]);
+    assert!(volumes.contains("<size>12</size>") && volumes.contains("<volumeType>gp2</volumeType>"), "{volumes}");
+    assert!(volumes.contains("<encrypted>true</encrypted>"), "{volumes}");
+    assert!(volumes.contains("cgcloud:namespace"), "volumes carry the ownership tag from launch: {volumes}");
+
+    let o = c.run(&["create", role, "--virtualization-type", "paravirtual"]);
+    assert_user_error(&o, "supports the virtualization types hvm, not `paravirtual`");
+
+    assert_success(&c.run(&["reboot", role]));
+    assert_eq!(c.state_of(&id), "running");
+    assert_success(&c.run(&["ssh", role, "true"]));
+    assert_success(&c.run(&["update-instance-profile", role]));
+    let o = c.run(&["start", role]);
+    assert_user_error(&o, "is `running`, not stopped");
+    assert_success(&c.run(&["terminate", role]));
+}

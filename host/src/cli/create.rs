@@ -80,6 +80,10 @@ fn options(c: &CreationArgs, t: &TerminationArgs) -> Result<CreateOptions> {
     Ok(CreateOptions {
         keypair_globs: c.keypairs.clone(),
         instance_type: c.instance_type.clone(),
+        virtualization: c.virtualization_type.map(|v| match v {
+            super::args::Virtualization::Hvm => "hvm".to_string(),
+            super::args::Virtualization::Paravirtual => "paravirtual".to_string(),
+        }),
         spot_bid: c.spot_bid,
         vpc: c.vpc.clone(),
         subnet: c.subnet.clone(),

@@ -41,6 +41,8 @@ pub const IMAGE_BASE_AMI_TAG: &str = "cgcloud:base-ami";
 pub struct CreateOptions {
     pub keypair_globs: Vec<String>,
     pub instance_type: Option<String>,
+    /// `--virtualization-type`: `hvm` or `paravirtual`.
+    pub virtualization: Option<String>,
     pub spot_bid: Option<f64>,
     pub vpc: Option<String>,
     pub subnet: Option<String>,
@@ -193,6 +195,16 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
     if instance_type.trim().is_empty() {
         bail_user!("no instance type: pass --instance-type or set CGCLOUD_INSTANCE_TYPE");
     }
+    if let Some(v) = &opts.virtualization {
+        let supported: Vec<String> = data
+            .virtualization_types
+            .iter()
+            .filter_map(|t| serde_json::to_value(t).ok().and_then(|j| j.as_str().map(str::to_string)))
+            .collect();
+        if !supported.contains(v) {
+            bail_user!("role `{}` supports the virtualization types {}, not `{v}`", data.name, supported.join(", "));
+        }
+    }
     let image = match (&from_image, &opts.boot_image) {
         (Some(i), _) => i.clone(),
         (None, Some(id)) => {
@@ -204,6 +216,11 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
         }
         (None, None) => prepare::find_base_image(ctx, &data.base_image).await?,
     };
+    if let (Some(v), Some(actual)) = (&opts.virtualization, image.virtualization_type()) {
+        if actual.as_str() != v {
+            bail_user!("image `{}` is {} but --virtualization-type asks for {v}", image.image_id().unwrap_or_default(), actual.as_str());
+        }
+    }
     let generation = tag(image.tags(), "generation").and_then(|g| g.parse().ok()).unwrap_or(0);
     let raw_globs = keypairs::globs_from(&opts.keypair_globs);
     let keypairs = keypairs::expand_for_launch(ctx, &raw_globs).await?;
