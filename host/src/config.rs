@@ -64,3 +64,49 @@ fn expand_home(p: &str) -> PathBuf {
         _ => PathBuf::from(p),
     }
 }
+
+/// How long each wait of the box lifecycle may take. Defaults suit real EC2; override any of
+/// them in the config file (`[timeouts] ssh = 900`, in seconds) or the environment
+/// (`CGCLOUD_TIMEOUT_SSH=900`), which wins.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// pending → running.
+    pub running: std::time::Duration,
+    /// Until the instance has the address cgcloud connects to.
+    pub address: std::time::Duration,
+    /// Until SSH answers with the pinned host key.
+    pub ssh: std::time::Duration,
+    /// Until `cloud-init status --wait` returns.
+    pub cloud_init: std::time::Duration,
+    /// running → stopped.
+    pub stop: std::time::Duration,
+    /// Until a new image is available.
+    pub image: std::time::Duration,
+    /// Until a terminated instance is gone.
+    pub terminate: std::time::Duration,
+}
+
+/// The timeouts in force for this invocation.
+pub fn timeouts() -> &'static Timeouts {
+    static T: std::sync::OnceLock<Timeouts> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let config = Config::load().unwrap_or_default();
+        let section = config.table.get("timeouts").and_then(|v| v.as_table()).cloned().unwrap_or_default();
+        let get = |name: &str, default: u64| {
+            let env = std::env::var(format!("CGCLOUD_TIMEOUT_{}", name.to_uppercase()))
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let file = section.get(name).and_then(|v| v.as_integer()).and_then(|v| u64::try_from(v).ok());
+            std::time::Duration::from_secs(env.or(file).unwrap_or(default).max(1))
+        };
+        Timeouts {
+            running: get("running", 600),
+            address: get("address", 300),
+            ssh: get("ssh", 600),
+            cloud_init: get("cloud_init", 1200),
+            stop: get("stop", 900),
+            image: get("image", 3600),
+            terminate: get("terminate", 600),
+        }
+    })
+}

@@ -318,3 +318,20 @@ fn creation_options_reach_ec2_and_the_other_box_commands_work() {
     assert_user_error(&o, "is `running`, not stopped");
     assert_success(&c.run(&["terminate", role]));
 }
+
+#[test]
+fn a_box_that_never_answers_times_out_clearly_and_is_terminated() {
+    let c = Cloud::start();
+    // The local cloud looks up Ubuntu's images but cannot boot them: SSH never answers.
+    let mut create = c.cgcloud(&["create", "generic-ubuntu-noble-box", "--no-agent"]);
+    create.env("CGCLOUD_TIMEOUT_SSH", "5");
+    let started = std::time::Instant::now();
+    let o = run(create);
+    assert_user_error(&o, "could not log in to");
+    assert!(stderr(&o).contains("within 5s"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Connection closed"), "the last SSH error says why: {}", stderr(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the wait is bounded");
+    let states = c.instance_states();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].1, "terminated", "the instance is cleaned up");
+}

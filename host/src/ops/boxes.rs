@@ -27,8 +27,6 @@ use crate::ssh::remote::{BoxServices, Remote};
 use crate::ssh::{known_hosts, SshSettings, Target};
 use crate::{bail_user, user_error};
 
-/// How long an image may take to become available.
-pub const IMAGE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Tag keys of cgcloud's images beyond the original's (`generation`, `enable_agent`, options).
 pub const IMAGE_ROLE_HASH_TAG: &str = "cgcloud:role-hash";
@@ -563,7 +561,7 @@ pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, 
         id,
         &[InstanceStateName::Stopping, InstanceStateName::Stopped],
         InstanceStateName::Stopped,
-        launch::STOP_TIMEOUT,
+        crate::config::timeouts().stop,
     )
     .await
     .map_err(|e| user_error!("{e}; stop the box first with `cgcloud stop {}`", data.name))?;
@@ -598,13 +596,13 @@ pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, 
         .aws(|| format!("failed to make an image of `{id}`"))?;
     let image_id = out.image_id().unwrap_or_default().to_string();
     let account = ctx.identity().await?.account.clone();
-    let deadline = Instant::now() + IMAGE_TIMEOUT;
+    let deadline = Instant::now() + crate::config::timeouts().image;
     loop {
         let img = aws::own_image_by_id(&ec2, &account, &image_id).await?;
         match img.as_ref().and_then(|i| i.state()).map(|s| s.as_str().to_string()).as_deref() {
             Some("available") => break,
             Some("failed") | Some("error") => bail_user!("image `{image_id}` of `{id}` failed"),
-            _ if Instant::now() >= deadline => bail_user!("image `{image_id}` was not available after {}s", IMAGE_TIMEOUT.as_secs()),
+            _ if Instant::now() >= deadline => bail_user!("image `{image_id}` was not available after {}s", crate::config::timeouts().image.as_secs()),
             _ => tokio::time::sleep(aws::POLL_INTERVAL).await,
         }
     }

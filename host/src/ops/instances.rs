@@ -1,6 +1,5 @@
 //! Finding a role's instances ("binding"), listing, showing and terminating them.
 
-use std::time::Duration;
 
 use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use serde_json::{json, Map, Value};
@@ -10,8 +9,6 @@ use crate::ctx::Context;
 use crate::errors::Result;
 use crate::{bail_user, user_error};
 
-/// How long `terminate` waits for an instance to be gone.
-pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Which instance of a role a command is about.
 #[derive(Debug, Clone)]
@@ -193,7 +190,7 @@ pub async fn terminate(ctx: &Context, i: &Instance, quick: bool) -> Result<()> {
                 InstanceStateName::ShuttingDown,
             ],
             InstanceStateName::Terminated,
-            TERMINATE_TIMEOUT,
+            crate::config::timeouts().terminate,
         )
         .await?;
         ctx.shell.info(format!("instance `{id}` is terminated"));

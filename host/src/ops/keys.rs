@@ -105,7 +105,7 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
         .collect();
     let ssh = super::boxes::ssh_settings(None)?;
     let target = super::access::target(ctx, &ssh, &i, &data.admin_account)?;
-    let remote = Remote::connect(&ssh, &target, super::launch::SSH_TIMEOUT, &ctx.shell).await?;
+    let remote = Remote::connect(&ssh, &target, crate::config::timeouts().ssh, &ctx.shell).await?;
     let mut accounts = vec![data.admin_account.clone()];
     if data.default_account != data.admin_account {
         accounts.push(data.default_account.clone());

@@ -2,7 +2,7 @@
 //! the bounded waits of the box template (running, an address, SSH with the pinned host key,
 //! cloud-init finished), and the phase timings `create` and `recreate` report.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Image, Instance, InstanceMarketOptionsRequest,
@@ -13,22 +13,12 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::aws::{self, error_code, AwsResultExt};
+use crate::config::timeouts;
 use crate::ctx::Context;
 use crate::errors::Result;
 use crate::ssh::remote::Remote;
 use crate::ssh::{SshSettings, Target};
 use crate::{bail_user, user_error};
-
-/// How long an instance may take to be `running`.
-pub const RUNNING_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long an instance may take to get the address cgcloud connects to.
-pub const ADDRESS_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long SSH may take to answer with the pinned host key after the instance runs.
-pub const SSH_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long cloud-init may take to finish.
-pub const CLOUD_INIT_TIMEOUT: Duration = Duration::from_secs(1200);
-/// How long a stop may take.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Phase timings, in seconds, in the order they happened.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -166,7 +156,7 @@ pub async fn run_instance(ctx: &Context, spec: &LaunchSpec) -> Result<Instance> 
 /// Polls until the instance has the address cgcloud connects to; returns the instance.
 pub async fn wait_for_address(ctx: &Context, id: &str, private: bool) -> Result<(Instance, String)> {
     let ec2 = ctx.aws.ec2();
-    let deadline = Instant::now() + ADDRESS_TIMEOUT;
+    let deadline = Instant::now() + timeouts().address;
     loop {
         let i = aws::instance_by_id(&ec2, id).await?.ok_or_else(|| user_error!("instance `{id}` has disappeared"))?;
         let address = if private { i.private_ip_address() } else { i.public_ip_address() };
@@ -177,7 +167,7 @@ pub async fn wait_for_address(ctx: &Context, id: &str, private: bool) -> Result<
         if Instant::now() >= deadline {
             let which = if private { "a private" } else { "a public" };
             let hint = if private { "" } else { "; pass --private-ip to reach boxes by their private address" };
-            bail_user!("instance `{id}` had no {which} IP address after {}s{hint}", ADDRESS_TIMEOUT.as_secs());
+            bail_user!("instance `{id}` had no {which} IP address after {}s{hint}", timeouts().address.as_secs());
         }
         tokio::time::sleep(aws::POLL_INTERVAL).await;
     }
@@ -185,7 +175,7 @@ pub async fn wait_for_address(ctx: &Context, id: &str, private: bool) -> Result<
 
 /// Waits for `running`, then for an address; returns the instance and the address.
 pub async fn wait_running(ctx: &Context, id: &str, private: bool) -> Result<(Instance, String)> {
-    aws::wait_for_state(&ctx.aws.ec2(), id, &[InstanceStateName::Pending], InstanceStateName::Running, RUNNING_TIMEOUT)
+    aws::wait_for_state(&ctx.aws.ec2(), id, &[InstanceStateName::Pending], InstanceStateName::Running, timeouts().running)
         .await?;
     wait_for_address(ctx, id, private).await
 }
@@ -193,13 +183,13 @@ pub async fn wait_running(ctx: &Context, id: &str, private: bool) -> Result<(Ins
 /// Connects over SSH (pinned host key) and waits until cloud-init has finished.
 pub async fn wait_ready(ctx: &Context, ssh: &SshSettings, target: &Target, phases: &mut Phases, t: Instant) -> Result<(Remote, Instant)> {
     ctx.shell.status(&target.instance_id, &format!("waiting for SSH at {} as `{}`", target.address, target.user));
-    let remote = Remote::connect(ssh, target, SSH_TIMEOUT, &ctx.shell).await?;
+    let remote = Remote::connect(ssh, target, timeouts().ssh, &ctx.shell).await?;
     let t = phases.record("boot-to-ssh", t);
     ctx.shell.status(&target.instance_id, "waiting for cloud-init to finish");
     let run = remote.run("cloud-init status --wait --long || cloud-init status --wait");
-    let out = tokio::time::timeout(CLOUD_INIT_TIMEOUT, run)
+    let out = tokio::time::timeout(timeouts().cloud_init, run)
         .await
-        .map_err(|_| user_error!("cloud-init on `{}` did not finish within {}s", target.instance_id, CLOUD_INIT_TIMEOUT.as_secs()))??;
+        .map_err(|_| user_error!("cloud-init on `{}` did not finish within {}s", target.instance_id, timeouts().cloud_init.as_secs()))??;
     match out.status {
         0 => {}
         // NOTE: cloud-init 23.4 and later exit 2 for "done, with recoverable errors".
@@ -219,7 +209,7 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
         id,
         &[InstanceStateName::Running, InstanceStateName::Stopping, InstanceStateName::Pending],
         InstanceStateName::Stopped,
-        STOP_TIMEOUT,
+        timeouts().stop,
     )
     .await?;
     Ok(())
@@ -234,7 +224,7 @@ pub async fn start(ctx: &Context, id: &str, private: bool) -> Result<(Instance, 
         id,
         &[InstanceStateName::Stopped, InstanceStateName::Pending],
         InstanceStateName::Running,
-        RUNNING_TIMEOUT,
+        timeouts().running,
     )
     .await?;
     wait_for_address(ctx, id, private).await

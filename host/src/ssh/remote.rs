@@ -65,6 +65,7 @@ impl Remote {
         }
         let deadline = Instant::now() + timeout;
         let mut attempt = 0u32;
+        let mut last_said = Instant::now();
         loop {
             attempt += 1;
             match builder.connect(&target.address).await {
@@ -91,6 +92,15 @@ impl Remote {
                         );
                     }
                     shell.debug(format!("ssh attempt {attempt} to {} failed: {text}", target.address));
+                    // Say why it is still waiting: on a terminal in the box's status line, else
+                    // in a log line every half minute.
+                    let why: String = text.chars().take(120).collect();
+                    if shell.is_live() {
+                        shell.status(&target.instance_id, &format!("waiting for SSH at {} ({why})", target.address));
+                    } else if last_said.elapsed() >= Duration::from_secs(30) {
+                        shell.info(format!("{}: still waiting for SSH at {}: {why}", target.instance_id, target.address));
+                        last_said = Instant::now();
+                    }
                     tokio::time::sleep(Duration::from_millis(500.min(100 * u64::from(attempt)))).await;
                 }
             }
