@@ -114,7 +114,8 @@ impl Remote {
 
     /// Runs a command with `input` on its standard input.
     pub async fn run_with_stdin(&self, command: &str, input: Option<&[u8]>) -> Result<CmdOutput> {
-        let mut cmd = self.session.shell(command);
+        // The command line goes to the login shell as ssh sends it: no extra `sh -c` layer.
+        let mut cmd = self.session.raw_command(command);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
         let run = async {
