@@ -68,7 +68,7 @@ impl Remote {
         let mut last_said = Instant::now();
         loop {
             attempt += 1;
-            match builder.connect(&target.address).await {
+            match builder.connect_mux(&target.address).await {
                 Ok(session) => return Ok(Remote { target: target.clone(), session: Arc::new(session) }),
                 Err(e) => {
                     let text = error_text(&e);
