@@ -111,31 +111,8 @@ CG=$WORK/bin/cgcloud LC=$WORK/bin/cgcloud-localcloud
 "$LC" setup >/dev/null || die "\`cgcloud-localcloud setup\` failed"
 
 # --- start moto and the local cloud ------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-# Its own session, so that teardown can end it and everything it started.
-(MOTO_AMIS_PATH=$ROOT/tests/localcloud/amis.json MOTO_ENABLE_AMI_VALIDATION=true MOTO_ENABLE_KEYPAIR_VALIDATION=true \
-  setsid moto_server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 & echo $! >"$WORK/moto.pid")
-MOTO_PID=$(cat "$WORK/moto.pid")
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/moto-api/" && break; sleep 0.1; done
-curl -sf -o /dev/null "http://127.0.0.1:$PORT/moto-api/" || die "moto_server did not start: $(tail -5 "$WORK/moto.log")"
-export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT AWS_REGION=$REGION AWS_DEFAULT_REGION=$REGION AWS_EC2_METADATA_DISABLED=true
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
-# A real IAM user, so `__me__` resolves to `bench` as it would on AWS.
-eval "$(python3 - <<'EOF'
-import boto3
-iam = boto3.client("iam")
-iam.create_user(UserName="bench")
-k = iam.create_access_key(UserName="bench")["AccessKey"]
-print(f"export AWS_ACCESS_KEY_ID={k['AccessKeyId']} AWS_SECRET_ACCESS_KEY={k['SecretAccessKey']}")
-EOF
-)"
-"$LC" up --endpoint "$AWS_ENDPOINT_URL" --exit-with-parent --kill-on-exit "$MOTO_PID" >"$WORK/up.out" 2>"$WORK/up.log" &
-DAEMON_PID=$!
-for _ in $(seq 300); do grep -q '^READY' "$WORK/up.out" 2>/dev/null && break; kill -0 $DAEMON_PID 2>/dev/null || break; sleep 0.1; done
-grep -q '^READY' "$WORK/up.out" || die "the local cloud did not start: $(cat "$WORK/up.log")"
-read -r _ CID SSH_CONFIG <"$WORK/up.out"
-# cgcloud's own state stays in the work folder: its data, its config, no ~/.ssh/config.
-export CGCLOUD_SSH_CONFIG=$SSH_CONFIG CGCLOUD_ZONE=${REGION}a
+. "$ROOT/tests/localcloud/up.sh"
+localcloud_up bench
 export CGCLOUD_DATA_DIR=$WORK/cgcloud-data CGCLOUD_CONFIG=$WORK/cgcloud.toml CGCLOUD_SSH_KEY=$WORK/launch
 mkdir -p "$WORK/home" "$WORK/keys" "$WORK/trials"
 ssh-keygen -q -t ed25519 -N '' -C bench -f "$CGCLOUD_SSH_KEY"
