@@ -617,28 +617,13 @@ fn bind(p: &std::path::Path) -> Result<UnixListener> {
 
 /// A machine-wide boot slot, held until dropped: at most [`BOOT_SLOTS`] boxes boot at once.
 pub fn boot_slot() -> Result<std::fs::File> {
-    let dir = PathBuf::from("/run/lock/cgcloud-localcloud");
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("failed to create `{}`", dir.display()))?;
-    let deadline = Instant::now() + SLOT_TIMEOUT;
-    loop {
-        for k in 0..BOOT_SLOTS {
-            let p = dir.join(format!("boot-{k}.lock"));
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&p)
-                .with_context(|| format!("failed to open `{}`", p.display()))?;
-            if f.try_lock().is_ok() {
-                return Ok(f);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("no boot slot became free within {SLOT_TIMEOUT:?} (other boxes are booting)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    util::take_slot(
+        "boot",
+        BOOT_SLOTS,
+        SLOT_TIMEOUT,
+        Duration::from_millis(50),
+        " (other boxes are booting)",
+    )
 }
 
 #[cfg(test)]

@@ -323,26 +323,5 @@ fn moto_pid(moto: &Moto) -> String {
 
 /// A machine-wide slot for one cloud, held until dropped.
 fn cloud_slot() -> Result<std::fs::File> {
-    let dir = PathBuf::from("/run/lock/cgcloud-localcloud");
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("failed to create `{}`", dir.display()))?;
-    let deadline = Instant::now() + SLOT_TIMEOUT;
-    loop {
-        for k in 0..max_clouds() {
-            let p = dir.join(format!("cloud-{k}.lock"));
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&p)
-                .with_context(|| format!("failed to open `{}`", p.display()))?;
-            if f.try_lock().is_ok() {
-                return Ok(f);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("no local-cloud slot became free within {SLOT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::util::take_slot("cloud", max_clouds(), SLOT_TIMEOUT, Duration::from_millis(100), "")
 }

@@ -96,3 +96,37 @@ pub fn is_mounted(path: &Path) -> bool {
         .filter_map(|l| l.split(' ').nth(1))
         .any(|m| m == p)
 }
+
+/// Takes one of `count` machine-wide slots named `<kind>-<k>.lock` under
+/// `/run/lock/cgcloud-localcloud`, polling every `poll` for at most `timeout`; the slot is
+/// held until the returned file is dropped. `busy` says, in the error, why none was free.
+pub fn take_slot(
+    kind: &str,
+    count: usize,
+    timeout: std::time::Duration,
+    poll: std::time::Duration,
+    busy: &str,
+) -> Result<std::fs::File> {
+    let dir = std::path::PathBuf::from("/run/lock/cgcloud-localcloud");
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create `{}`", dir.display()))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        for k in 0..count {
+            let p = dir.join(format!("{kind}-{k}.lock"));
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("failed to open `{}`", p.display()))?;
+            if f.try_lock().is_ok() {
+                return Ok(f);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no {kind} slot became free within {timeout:?}{busy}");
+        }
+        std::thread::sleep(poll);
+    }
+}
