@@ -25,6 +25,16 @@ pub fn cgcloud_bin() -> PathBuf {
     bin
 }
 
+/// The release agent `create` installs on boxes (`cargo build --profile agent -p
+/// cgcloud-agent` makes it; `tests/suite.sh` builds it before the tests).
+pub fn agent_bin() -> PathBuf {
+    let bin = cgcloud_bin();
+    // target/debug/cgcloud -> target/agent/cgcloud-agent
+    let agent = bin.parent().and_then(Path::parent).map(|t| t.join("agent/cgcloud-agent")).expect("target layout");
+    assert!(agent.exists(), "`{}` is missing: run `cargo build --profile agent -p cgcloud-agent` before the tests", agent.display());
+    agent
+}
+
 /// A test's own world: a fresh moto account with IAM user `user`, a scratch home directory.
 pub struct World {
     pub moto: &'static Moto,

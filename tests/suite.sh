@@ -9,8 +9,9 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 # Debian packages the tests use: ssh-keygen and openssl (key fingerprints are checked
 # independently of cgcloud); for the local cloud: systemd-nspawn, debootstrap, iproute2, rsync,
-# curl; and a python3 with pip for moto unless one is there already.
-packages=(openssh-client openssl ca-certificates systemd-container debootstrap iproute2 rsync curl)
+# curl; man-db to render the generated manual pages; binutils to read the agent's symbol
+# versions independently of cgcloud; and a python3 with pip for moto unless one is there already.
+packages=(openssh-client openssl ca-certificates systemd-container debootstrap iproute2 rsync curl man-db binutils)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
@@ -35,8 +36,17 @@ hash -r
 # Never let an SDK probe instance metadata (a non-loopback address) for credentials or region.
 export AWS_EC2_METADATA_DISABLED=true
 
+# The README's first command, before anything else is built: on CI this is a clean clone with
+# an empty cargo target, so the demo must build everything it uses, as it must for a new user.
+# It builds cgcloud, the local cloud, the release agent and the example plugin, and sets up the
+# local cloud; the steps below reuse all of that.
+say "the README's demo (tests/localcloud/demo.sh)"
+bash tests/localcloud/demo.sh
+
 say "building"
 cargo build --workspace --locked
+# The agent the end-to-end tests install on boxes: the release build users ship.
+cargo build --locked --profile agent -p cgcloud-agent
 # The local cloud's Debian root file systems: built once (about 2 minutes), then cached outside
 # the checkout, keyed by how they are built.
 say "setting up the local cloud"

@@ -106,11 +106,13 @@ impl Shell {
         self.out(serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
     }
 
-    /// Rows of data as tab-separated lines, the header first.
+    /// Rows of data, the header first: on a terminal in aligned columns, elsewhere (a pipe, a
+    /// file) as the original's tab-separated lines, which scripts read.
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
-        self.out(header.join("\t"));
-        for row in rows {
-            self.out(row.join("\t"));
+        let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+        let lines = if std::io::stdout().is_terminal() { aligned(&header, rows) } else { tab_separated(&header, rows) };
+        for line in lines {
+            self.out(line);
         }
     }
 
@@ -141,5 +143,50 @@ impl Shell {
         if self.live {
             self.redraw(None);
         }
+    }
+}
+
+fn tab_separated(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+    std::iter::once(header).chain(rows.iter().map(Vec::as_slice)).map(|r| r.join("\t")).collect()
+}
+
+/// Columns padded to their widest cell, two spaces apart, the last one unpadded.
+fn aligned(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+    let all: Vec<&[String]> = std::iter::once(header).chain(rows.iter().map(Vec::as_slice)).collect();
+    let columns = all.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| all.iter().filter_map(|r| r.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0))
+        .collect();
+    all.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                line.push_str(cell);
+                if c + 1 < row.len() {
+                    line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+                }
+            }
+            line
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(rows: &[&[&str]]) -> Vec<Vec<String>> {
+        rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
+    }
+
+    #[test]
+    fn tables_align_on_a_terminal_and_stay_tab_separated_elsewhere() {
+        let header = vec!["name".to_string(), "id".to_string(), "state".to_string()];
+        let rows = cells(&[&["a-long-role", "i-1", "running"], &["b", "i-0123456789", "stopped"]]);
+        assert_eq!(
+            aligned(&header, &rows),
+            ["name         id            state", "a-long-role  i-1           running", "b            i-0123456789  stopped"]
+        );
+        assert_eq!(tab_separated(&header, &rows), ["name\tid\tstate", "a-long-role\ti-1\trunning", "b\ti-0123456789\tstopped"]);
     }
 }

@@ -31,6 +31,11 @@ pub trait Services: Sync {
     fn is_cancelled(&self) -> bool {
         false
     }
+    /// A hook of the role chain is about to run (hooks nest: a hook may call others). For
+    /// progress display; the default ignores it.
+    fn hook_started(&self, _hook: &str) {}
+    /// The hook that [`Services::hook_started`] announced has returned.
+    fn hook_finished(&self, _hook: &str) {}
 }
 
 /// Calls hooks on a role chain (most derived role first, then its parents) with `services`.
@@ -60,6 +65,15 @@ impl<'a> Invoker<'a> {
 
 impl Caller for Invoker<'_> {
     fn call_json(&self, hook: &str, args: Vec<u8>) -> Result<Vec<u8>> {
+        self.services.hook_started(hook);
+        let result = self.call_chain(hook, args);
+        self.services.hook_finished(hook);
+        result
+    }
+}
+
+impl Invoker<'_> {
+    fn call_chain(&self, hook: &str, args: Vec<u8>) -> Result<Vec<u8>> {
         with_host(self, |host| {
             for role in self.chain {
                 match role.call(hook, &args, host) {

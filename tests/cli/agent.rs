@@ -95,9 +95,21 @@ fn keys_set_changes_the_globs_of_a_running_box() {
     assert_success(&c.run(&["register-key", dave.with_extension("pub").to_str().unwrap(), "-k", "dave"]));
     let mut create = c.cgcloud(&["create", ROLE]);
     create.env("CGCLOUD_AGENT_INTERVAL", "3");
-    assert_success(&run(create));
+    let o = run(create);
+    assert_success(&o);
+    // The release agent travels compressed, at most 10 MiB before compression.
+    let line = stderr(&o).lines().find(|l| l.contains("uploading cgcloud-agent from")).map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("create says what it uploads: {}", stderr(&o)));
+    assert!(line.contains("agents/x86_64/cgcloud-agent"), "the agent comes from the data directory: {line}");
+    let numbers: Vec<u64> = line.split(['(', ' ', ',']).filter_map(|w| w.parse().ok()).collect();
+    let [size, packed] = numbers[..] else { panic!("two sizes in: {line}") };
+    assert!(size <= 10 << 20 && packed < size, "{line}");
     assert!(!key_logs_in(&c, &dave));
-    assert_success(&c.run(&["keys", "set", ROLE, "tester", "dave"]));
+    // The box has this agent already: `keys set` does not upload it again.
+    let o = c.run(&["keys", "set", ROLE, "tester", "dave"]);
+    assert_success(&o);
+    assert!(stderr(&o).contains("already has this cgcloud-agent"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("uploading cgcloud-agent"), "{}", stderr(&o));
     eventually(&c, Duration::from_secs(60), "dave's key logging in after keys set", || key_logs_in(&c, &dave));
     let o = c.run(&["show", ROLE, "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();

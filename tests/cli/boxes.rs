@@ -21,6 +21,10 @@ impl Cloud {
         let cloud = LocalCloud::start().unwrap_or_else(|e| panic!("the local cloud did not start: {e:#}"));
         let home = tempfile::tempdir().unwrap();
         let key = ssh_keygen(home.path(), "id_ed25519", "ed25519");
+        // The release agent, where cgcloud looks for the agent of x86_64 boxes.
+        let agents = home.path().join("data/agents/x86_64");
+        std::fs::create_dir_all(&agents).unwrap();
+        std::fs::copy(agent_bin(), agents.join("cgcloud-agent")).unwrap();
         let c = Cloud { cloud, home, key };
         let o = c.run(&["register-key", c.key.with_extension("pub").to_str().unwrap()]);
         assert_success(&o);
@@ -113,6 +117,13 @@ fn core_sequence(role: &str) {
     assert_eq!(stdout(&o).trim(), "Linux");
     let o = c.run(&["ssh", role, "exit", "7"]);
     assert_eq!(o.status.code(), Some(7), "the remote exit status is passed through");
+    // cgcloud's user data passes cloud-init's own schema check: no warning on the box's console.
+    let o = c.run(&["ssh", role, "sudo", "cloud-init", "schema", "--system"]);
+    assert_success(&o);
+    // (Debian 12's cloud-init says "Valid cloud-config: system userdata", newer ones "Valid schema".)
+    let said = stdout(&o);
+    assert!(said.contains("Valid cloud-config") || said.contains("Valid schema"), "{said}{}", stderr(&o));
+    assert!(!said.to_lowercase().contains("error"), "{said}");
 
     let local = c.home.path().join("payload");
     std::fs::write(&local, "a file that must survive stop, image and recreate\n").unwrap();

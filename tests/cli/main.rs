@@ -3,10 +3,12 @@
 
 mod agent;
 mod boxes;
+mod config;
 mod help;
 mod images;
 mod instances;
 mod namespace;
 mod plugins;
+mod preflight;
 mod register_key;
 mod security;

@@ -6,6 +6,7 @@
 //! | [`d32`] | the order-preserving base32 used in test namespaces and IAM role names | [`d32::encode`], [`d32::decode`] |
 //! | [`iam`] | the hashed IAM role name of a role's feature chain | [`role_name_for_chain`] |
 //! | [`arn`] | ARN partitions of regions | [`partition_for_region`] |
+//! | [`elf`] | the machine, loader and newest glibc version of a Linux program | [`elf::inspect`], [`elf::Arch`] |
 //! | [`zone`] | availability-zone names and their regions | [`region_of_zone`] |
 //! | [`keys`] | OpenSSH public keys and the fingerprints EC2 reports | [`parse_public_key`], [`ec2_import_fingerprint`], [`fingerprints_match`], [`key_matches_ec2_fingerprint`] |
 //! | [`keypairs`] | keypair globs (`name*`, `@user`, `@@group`) and their expansion | [`parse_glob`], [`expand`], [`glob_matches`] |
@@ -28,6 +29,7 @@
 
 pub mod arn;
 pub mod d32;
+pub mod elf;
 pub mod iam;
 pub mod keypairs;
 pub mod keys;

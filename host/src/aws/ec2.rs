@@ -131,3 +131,18 @@ pub async fn key_pair(ec2: &aws_sdk_ec2::Client, name: &str) -> Result<Option<Ke
         Err(e) => Err(e).aws(|| format!("failed to look up key pair `{name}`")),
     }
 }
+
+/// The CPU architectures (`x86_64`, `arm64`, …) an instance type runs, or `None` if EC2 does
+/// not know the type in this region.
+pub async fn instance_type_architectures(ec2: &aws_sdk_ec2::Client, instance_type: &str) -> Result<Option<Vec<String>>> {
+    let res = ec2.describe_instance_types().instance_types(instance_type.into()).send().await;
+    match res {
+        Ok(out) => Ok(out.instance_types().first().map(|t| {
+            t.processor_info()
+                .map(|p| p.supported_architectures().iter().map(|a| a.as_str().to_string()).collect())
+                .unwrap_or_default()
+        })),
+        Err(e) if matches!(error_code(&e), Some("InvalidInstanceType" | "InvalidParameterValue")) => Ok(None),
+        Err(e) => Err(e).aws(|| format!("failed to look up instance type `{instance_type}`")),
+    }
+}

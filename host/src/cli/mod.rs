@@ -7,7 +7,9 @@
 
 pub mod args;
 mod cluster;
+mod config;
 mod create;
+mod docs;
 mod images;
 mod instances;
 mod keys;
@@ -81,6 +83,9 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    Config(config::ConfigArgs),
+    Completions(docs::CompletionsArgs),
+    Man(docs::ManArgs),
 }
 
 impl Command {
@@ -115,13 +120,17 @@ impl Command {
             Command::RsyncCluster(_) => "rsync-cluster",
             Command::Plugin(_) => "plugin",
             Command::Keys(_) => "keys",
+            Command::Config(_) => "config",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 
     /// The context options of the command, if it takes them.
     fn context_args(&self) -> Option<&args::ContextArgs> {
         Some(match self {
-            Command::ListRoles(_) | Command::Plugin(_) => return None,
+            Command::ListRoles(_) | Command::Plugin(_) | Command::Completions(_) | Command::Man(_) => return None,
+            Command::Config(a) => &a.context,
             Command::Keys(k) => k.context(),
             Command::ListOptions(a) => &a.context,
             Command::Create(a) => &a.context,
@@ -159,6 +168,8 @@ pub async fn run(cli: Cli, globals: Globals) -> Result<i32> {
     if let Some(context) = cli.command.context_args() {
         crate::ctx::prevalidate_namespace(&context.namespace)?;
     }
+    // The configuration file and cgcloud's environment values, checked once before any work.
+    crate::config::load()?;
     match cli.command {
         Command::ListRoles(a) => roles::list_roles(a, &globals).map(|_| 0),
         Command::ListOptions(a) => roles::list_options(a, &globals).map(|_| 0),
@@ -188,5 +199,8 @@ pub async fn run(cli: Cli, globals: Globals) -> Result<i32> {
         | Command::RsyncCluster(_) => Err(crate::errors::not_implemented(name)),
         Command::Plugin(c) => plugin::run(c, &globals).map(|_| 0),
         Command::Keys(c) => keys::keys(c, &globals).await,
+        Command::Config(a) => config::run(a, &globals).await,
+        Command::Completions(a) => docs::completions(a, &globals).map(|_| 0),
+        Command::Man(a) => docs::man(a, &globals).map(|_| 0),
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Image, Instance, InstanceStateName, ResourceType, Tag, TagSpecification};
+use cgcloud_common::elf::Arch;
 use cgcloud_plugin_api::{OptionKind, RoleOption};
 use cgcloud_plugin_host::{Offline, RoleData, RoleHandle};
 use serde_json::{json, Value};
@@ -132,6 +133,16 @@ pub fn role_options(role: &str, declared: &[RoleOption], given: &[String], inher
 pub fn ssh_settings(identity: Option<std::path::PathBuf>) -> Result<SshSettings> {
     let config = crate::config::Config::load()?;
     let identity = identity.or_else(|| std::env::var_os("CGCLOUD_SSH_KEY").filter(|v| !v.is_empty()).map(Into::into));
+    if let Some(path) = &identity {
+        // Checked before anything is launched: ssh would only say so after the box is up.
+        if let Err(e) = crate::fsutil::read_small(path, 1 << 20) {
+            bail_user!(
+                "cannot read the SSH identity `{}` (--ssh-key or CGCLOUD_SSH_KEY): {e}; give the private key of a key \
+                 pair you registered with `cgcloud register-key`",
+                path.display()
+            );
+        }
+    }
     Ok(SshSettings { data_dir: crate::roles::data_dir()?, identity, user_config: config.ssh_config() })
 }
 
@@ -147,6 +158,7 @@ where
         shell: ctx.shell.clone(),
         cancelled: Arc::new(AtomicBool::new(false)),
         label: format!("{} on {}", role.name(), remote.target.instance_id),
+        hooks: Default::default(),
     };
     let role = role.clone();
     tokio::task::spawn_blocking(move || f(&role, &services))
@@ -170,6 +182,8 @@ struct Plan {
     enable_agent: bool,
     /// The key pair globs, `__me__` substituted, not expanded.
     globs: Vec<String>,
+    /// The agent program to install (`create` of an agent box only).
+    agent: Option<super::agent::AgentProgram>,
 }
 
 async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<Plan> {
@@ -219,6 +233,9 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
             bail_user!("image `{}` is {} but --virtualization-type asks for {v}", image.image_id().unwrap_or_default(), actual.as_str());
         }
     }
+    let image_id = image.image_id().unwrap_or_default().to_string();
+    let image_arch = image.architecture().map(|a| a.as_str().to_string()).unwrap_or_else(|| "x86_64".into());
+    check_instance_type(ctx, &instance_type, &image_id, &image_arch).await?;
     let generation = tag(image.tags(), "generation").and_then(|g| g.parse().ok()).unwrap_or(0);
     let raw_globs = keypairs::globs_from(&opts.keypair_globs);
     let keypairs = keypairs::expand_for_launch(ctx, &raw_globs).await?;
@@ -229,6 +246,18 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
     let enable_agent = match &from_image {
         Some(img) => tag(img.tags(), "enable_agent") == Some("True"),
         None => !opts.no_agent,
+    };
+    // Pre-flight: the agent `create` installs at the end of set-up is found and checked now,
+    // before anything is launched.
+    let agent = if enable_agent && from_image.is_none() {
+        let Some(arch) = Arch::parse(&image_arch) else {
+            bail_user!("image `{image_id}` is {image_arch}; cgcloud-agent runs on x86_64 and arm64 boxes only: pass --no-agent");
+        };
+        let program = super::agent::select(&crate::roles::data_dir()?, arch)?;
+        super::agent::check_runs_on(&program, distro_of_image(ctx, &image).await, &image_id)?;
+        Some(program)
+    } else {
+        None
     };
     let subnet = match (&opts.subnet, &opts.vpc) {
         (Some(s), _) => Some(s.clone()),
@@ -263,7 +292,37 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
         subnet,
         enable_agent,
         globs,
+        agent,
     })
+}
+
+/// Refuses an instance type EC2 does not know, or one whose CPUs cannot run the image.
+async fn check_instance_type(ctx: &Context, instance_type: &str, image_id: &str, image_arch: &str) -> Result<()> {
+    match aws::instance_type_architectures(&ctx.aws.ec2(), instance_type).await? {
+        None => bail_user!(
+            "EC2 knows no instance type `{instance_type}` in region {}; pick one that `aws ec2 describe-instance-types` lists",
+            ctx.region
+        ),
+        Some(archs) if !archs.is_empty() && !archs.iter().any(|a| a == image_arch) => bail_user!(
+            "instance type `{instance_type}` runs {} programs but image `{image_id}` is {image_arch}; pick an instance \
+             type for {image_arch} (e.g. {}) or an image for {}",
+            archs.join("/"),
+            if image_arch == "arm64" { "t4g.small" } else { "t3.small" },
+            archs.join("/")
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The distribution and glibc of the image (or, for one of cgcloud's own images, of the base
+/// image it was made from), if cgcloud can tell.
+async fn distro_of_image(ctx: &Context, image: &Image) -> Option<(&'static str, cgcloud_common::elf::GlibcVersion)> {
+    if let Some(d) = image.name().and_then(super::agent::distro_of) {
+        return Some(d);
+    }
+    let base = tag(image.tags(), IMAGE_BASE_AMI_TAG)?;
+    let out = ctx.aws.ec2().describe_images().image_ids(base).send().await.ok()?;
+    out.images().first().and_then(|i| i.name()).and_then(super::agent::distro_of)
 }
 
 fn plan_json(ctx: &Context, p: &Plan, opts: &CreateOptions, tags: &[(String, String)]) -> Value {
@@ -285,6 +344,7 @@ fn plan_json(ctx: &Context, p: &Plan, opts: &CreateOptions, tags: &[(String, Str
         "iam_role": prepare::iam_role_name(ctx, &iam_of(ctx, p).0).ok(),
         "iam_policies": iam_of(ctx, p).1.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
         "agent": p.enable_agent,
+        "agent_program": p.agent.as_ref().map(|a| a.to_json()),
         "instance_profile": ctx.aws_name(&p.data.name).ok(),
         "tags": tags.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
         "user_data": {"cloud_config_keys": p.data.cloud_config.0.keys().collect::<Vec<_>>(), "host_key": "generated by cgcloud, pinned"},
@@ -484,7 +544,9 @@ async fn provision(
             if p.data.default_account != p.data.admin_account {
                 accounts.push(p.data.default_account.clone());
             }
-            super::agent::install(ctx, &remote, id, &p.globs, &accounts).await?;
+            if let Some(agent) = &p.agent {
+                super::agent::install(ctx, &remote, id, agent, &p.globs, &accounts).await?;
+            }
         }
         t = phases.record("setup", t);
         if opts.upgrade {

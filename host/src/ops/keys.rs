@@ -104,13 +104,18 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
         })
         .collect();
     let ssh = super::boxes::ssh_settings(None)?;
+    let arch_name = i.architecture().map(|a| a.as_str().to_string()).unwrap_or_else(|| "x86_64".into());
+    let Some(arch) = cgcloud_common::elf::Arch::parse(&arch_name) else {
+        crate::bail_user!("box `{id}` is {arch_name}; cgcloud-agent runs on x86_64 and arm64 boxes only");
+    };
+    let program = agent::select(&ssh.data_dir, arch)?;
     let target = super::access::target(ctx, &ssh, &i, &data.admin_account)?;
     let remote = Remote::connect(&ssh, &target, crate::config::timeouts().ssh, &ctx.shell).await?;
     let mut accounts = vec![data.admin_account.clone()];
     if data.default_account != data.admin_account {
         accounts.push(data.default_account.clone());
     }
-    agent::install(ctx, &remote, &id, &resolved, &accounts).await?;
+    agent::install(ctx, &remote, &id, &program, &resolved, &accounts).await?;
     remote.close().await;
     ctx.aws
         .ec2()

@@ -332,7 +332,8 @@ pub fn user_data(role_config: &CloudConfig, host_key: &HostKey) -> String {
         serde_json::json!({"ed25519_private": host_key.private, "ed25519_public": host_key.public}),
     );
     map.insert("ssh_deletekeys".into(), serde_json::Value::Bool(true));
-    map.insert("ssh_genkeytypes".into(), serde_json::json!([]));
+    // NOTE: no `ssh_genkeytypes`: cloud-init generates keys only when `ssh_keys` is absent, and
+    // its schema refuses an empty list (a warning on every boot that blames the user data).
     // NOTE: JSON is YAML; cloud-init reads `#cloud-config` documents with a YAML parser.
     format!("#cloud-config\n{}\n", serde_json::to_string_pretty(&map).expect("JSON values serialize"))
 }

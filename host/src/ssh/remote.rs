@@ -176,9 +176,35 @@ pub struct BoxServices {
     pub cancelled: Arc<AtomicBool>,
     /// Who is speaking in log lines: `<role> on <instance-id>`.
     pub label: String,
+    /// The hooks running now, innermost last (for the box's live status line).
+    pub hooks: std::sync::Mutex<Vec<String>>,
+}
+
+/// A step as the status line shows it: its first line, white space folded, at most 72 characters.
+fn step_text(step: &str) -> String {
+    let line = step.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    let folded = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let more = step.trim().lines().count() > 1;
+    if folded.chars().count() > 72 {
+        format!("{}…", folded.chars().take(71).collect::<String>())
+    } else if more {
+        format!("{folded} …")
+    } else {
+        folded
+    }
 }
 
 impl BoxServices {
+    /// Shows the current hook and `step` in the box's live status line (terminals only).
+    fn show_step(&self, step: &str) {
+        if !self.shell.is_live() {
+            return;
+        }
+        let hook = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).last().cloned().unwrap_or_default();
+        let text = if hook.is_empty() { step_text(step) } else { format!("{hook}: {}", step_text(step)) };
+        self.shell.status(&self.remote.target.instance_id, &text);
+    }
+
     fn block<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> std::result::Result<T, String> {
         if self.is_cancelled() {
             return Err("cancelled".to_string());
@@ -190,6 +216,7 @@ impl BoxServices {
 impl HostServices for BoxServices {
     fn run(&self, command: &str) -> std::result::Result<CmdOutput, String> {
         self.shell.debug(format!("{}: $ {command}", self.label));
+        self.show_step(command);
         self.block(self.remote.run(command))
     }
 
@@ -197,6 +224,7 @@ impl HostServices for BoxServices {
         let as_user = user.map(|u| format!("-u {} ", quote(u))).unwrap_or_default();
         let full = format!("sudo -n {as_user}-- sh -c {}", quote(command));
         self.shell.debug(format!("{}: # {command}", self.label));
+        self.show_step(command);
         self.block(self.remote.run(&full))
     }
 
@@ -209,6 +237,7 @@ impl HostServices for BoxServices {
         );
         let command = if sudo { format!("sudo -n -- sh -c {}", quote(&script)) } else { script };
         self.shell.debug(format!("{}: put {path} ({} bytes, mode {mode:o})", self.label, data.len()));
+        self.show_step(&format!("write {path}"));
         let out = self.block(self.remote.run_with_stdin(&command, Some(data)))?;
         if out.status != 0 {
             return Err(failure(&self.remote.target.instance_id, &format!("write {path}"), &out));
@@ -246,11 +275,31 @@ impl HostServices for BoxServices {
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst) || CANCELLED.load(Ordering::SeqCst)
     }
+
+    fn hook_started(&self, hook: &str) {
+        self.hooks.lock().unwrap_or_else(|e| e.into_inner()).push(hook.to_string());
+    }
+
+    fn hook_finished(&self, hook: &str) {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = hooks.iter().rposition(|h| h == hook) {
+            hooks.truncate(i);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_show_as_one_short_line() {
+        assert_eq!(step_text("apt-get install -y   nginx"), "apt-get install -y nginx");
+        assert_eq!(step_text("\n  set -e\n  make\n"), "set -e …");
+        let long = step_text(&"x".repeat(200));
+        assert_eq!(long.chars().count(), 72);
+        assert!(long.ends_with('…'));
+    }
 
     #[test]
     fn quoting_survives_the_shell() {

@@ -1,0 +1,197 @@
+//! Pre-flight: everything `create` needs locally or can check cheaply is checked before the
+//! first call that changes anything. Each missing prerequisite launches nothing, creates no
+//! security group, IAM role or instance profile, and its one error line names the fix. `--plan`
+//! runs the same checks. Against moto, with the local cloud's base images (Debian 12 for
+//! x86_64 and arm64).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use cgcloud_tests::*;
+use serde_json::Value;
+
+const ROLE: &str = "generic-debian-bookworm-box";
+const ARM64_DEBIAN_12: &str = "ami-0de12a0000000b1a1";
+
+fn moto_with_base_images() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let amis = Path::new(env!("CARGO_MANIFEST_DIR")).join("localcloud/amis.json");
+        Moto::start_with(&[
+            ("MOTO_AMIS_PATH", amis.to_str().unwrap()),
+            ("MOTO_ENABLE_AMI_VALIDATION", "true"),
+            ("MOTO_ENABLE_KEYPAIR_VALIDATION", "true"),
+        ])
+        .unwrap_or_else(|e| panic!("moto_server did not start: {e}"))
+    })
+}
+
+/// A person with a registered key pair and the release agent in their data directory.
+struct Person {
+    w: World,
+    key: PathBuf,
+}
+
+impl Person {
+    fn new(user: &str) -> Person {
+        let w = World::on(moto_with_base_images(), user);
+        let key = ssh_keygen(w.home.path(), "id_ed25519", "ed25519");
+        let p = Person { w, key };
+        assert_success(&p.run(&["register-key", p.key.with_extension("pub").to_str().unwrap()], &[]));
+        p
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.w.home.path().join("data")
+    }
+
+    fn put_agent(&self, arch: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.data_dir().join("agents").join(arch).join("cgcloud-agent");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.w.cgcloud(args);
+        c.env("CGCLOUD_DATA_DIR", self.data_dir()).env("CGCLOUD_SSH_KEY", &self.key);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run(c)
+    }
+
+    /// Asserts that nothing was created: no instance, no security group but the default, no
+    /// IAM role or instance profile.
+    #[track_caller]
+    fn assert_nothing_made(&self) {
+        let body = self.w.ec2(&[("Action", "DescribeInstances")]);
+        assert!(xml_fields(&body, "instanceId").is_empty(), "an instance was launched: {body}");
+        let body = self.w.ec2(&[("Action", "DescribeSecurityGroups")]);
+        let groups = xml_fields(&body, "groupName");
+        assert!(groups.iter().all(|g| g == "default"), "a security group was made: {groups:?}");
+        let iam = |action: &str| {
+            self.w.moto.iam(&self.w.account.id, &form(&[("Action", action), ("Version", "2010-05-08")])).unwrap()
+        };
+        assert!(xml_fields(&iam("ListRoles"), "RoleName").is_empty(), "an IAM role was made");
+        assert!(xml_fields(&iam("ListInstanceProfiles"), "InstanceProfileName").is_empty(), "an instance profile was made");
+    }
+}
+
+fn release_agent() -> Vec<u8> {
+    std::fs::read(agent_bin()).unwrap()
+}
+
+/// The release agent relabelled as an arm64 program (ELF `e_machine` 183): what cgcloud reads
+/// of it is then what an arm64 build shows.
+fn fake_arm64_agent() -> Vec<u8> {
+    let mut bytes = release_agent();
+    bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+    bytes
+}
+
+fn plan(o: &Output) -> Value {
+    assert_success(o);
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+#[test]
+fn each_missing_prerequisite_launches_nothing_and_names_the_fix() {
+    let p = Person::new("alice");
+    p.put_agent("x86_64", &release_agent());
+    let unreadable = p.w.home.path().join("no-such-key");
+    let not_elf = p.w.home.path().join("not-an-agent");
+    std::fs::write(&not_elf, "#!/bin/sh\necho I am not the agent\n").unwrap();
+    let arm = p.w.home.path().join("arm64-agent");
+    std::fs::write(&arm, fake_arm64_agent()).unwrap();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec![], vec![("CGCLOUD_SSH_KEY", unreadable.to_str().unwrap())], "cannot read the SSH identity"),
+        (vec!["-k", "nobody"], vec![], "register your public key with `cgcloud register-key"),
+        (vec!["-O", "no_such_option=1"], vec![], "`cgcloud list-options"),
+        (vec!["-t", "t4g.micro"], vec![], "pick an instance type for x86_64"),
+        (vec!["-t", "t3.nonexistent"], vec![], "EC2 knows no instance type `t3.nonexistent`"),
+        (vec![], vec![("CGCLOUD_AGENT_BIN", "/nonexistent/cgcloud-agent")], "CGCLOUD_AGENT_BIN"),
+        (vec![], vec![("CGCLOUD_AGENT_BIN", not_elf.to_str().unwrap())], "is not a cgcloud-agent program for Linux"),
+        (vec![], vec![("CGCLOUD_AGENT_BIN", arm.to_str().unwrap())], "is a cgcloud-agent for arm64 but the box is x86_64"),
+        (vec![], vec![("CGCLOUD_TIMEOUT_SSH", "soon")], "CGCLOUD_TIMEOUT_SSH must be a whole number of seconds"),
+    ];
+    for plan_only in [false, true] {
+        for (extra, env, needle) in &cases {
+            let mut args = vec!["create", ROLE];
+            args.extend(extra);
+            if plan_only {
+                args.push("--plan");
+            }
+            let o = p.run(&args, env);
+            assert_user_error(&o, needle);
+            assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+            p.assert_nothing_made();
+        }
+    }
+}
+
+#[test]
+fn no_agent_for_the_architecture_names_the_build_command() {
+    let p = Person::new("bob");
+    // No agent in the data directory and none next to this copy of cgcloud: the arm64 box
+    // has nothing to run.
+    let o = p.run(&["create", ROLE, "-i", ARM64_DEBIAN_12, "-t", "t4g.micro"], &[]);
+    assert_user_error(&o, "there is no cgcloud-agent for arm64 boxes");
+    let err = stderr(&o);
+    assert!(err.contains("--target aarch64-unknown-linux-gnu") && err.contains("agents/arm64/cgcloud-agent"), "{err}");
+    assert!(err.contains("--no-agent"), "{err}");
+    p.assert_nothing_made();
+    // --no-agent needs none.
+    let j = plan(&p.run(&["create", ROLE, "-i", ARM64_DEBIAN_12, "-t", "t4g.micro", "--no-agent", "--plan"], &[]));
+    assert_eq!(j["agent"], false);
+}
+
+#[test]
+fn the_agent_is_picked_by_the_boxs_architecture() {
+    let p = Person::new("carol");
+    let x86 = p.put_agent("x86_64", &release_agent());
+    let arm = p.put_agent("arm64", &fake_arm64_agent());
+    let j = plan(&p.run(&["create", ROLE, "--plan"], &[]));
+    assert_eq!(j["agent_program"]["path"], x86.to_str().unwrap(), "{j}");
+    assert_eq!(j["agent_program"]["arch"], "x86_64");
+    assert_eq!(j["agent_program"]["from"], "the data directory");
+    let j = plan(&p.run(&["create", ROLE, "-i", ARM64_DEBIAN_12, "-t", "t4g.micro", "--plan"], &[]));
+    assert_eq!(j["agent_program"]["path"], arm.to_str().unwrap(), "{j}");
+    assert_eq!(j["agent_program"]["arch"], "arm64");
+    assert_eq!(j["instance_type"], "t4g.micro");
+    // CGCLOUD_AGENT_BIN wins, and must fit the box too.
+    let j = plan(&p.run(&["create", ROLE, "--plan"], &[("CGCLOUD_AGENT_BIN", agent_bin().to_str().unwrap())]));
+    assert_eq!(j["agent_program"]["from"], "CGCLOUD_AGENT_BIN");
+    p.assert_nothing_made();
+}
+
+#[test]
+fn the_shipped_agent_is_small_and_runs_on_glibc_2_34() {
+    let bytes = release_agent();
+    assert!(bytes.len() <= 10 << 20, "the release agent is {} bytes; the goal is at most 10 MiB", bytes.len());
+    // Read independently of cgcloud: the newest GLIBC_ symbol version objdump reports.
+    let o = run({
+        let mut c = std::process::Command::new("objdump");
+        c.arg("-T").arg(agent_bin());
+        c
+    });
+    assert_success(&o);
+    let mut newest = (0u32, 0u32);
+    for word in stdout(&o).split(|c: char| c.is_whitespace() || c == '(' || c == ')') {
+        if let Some(v) = word.strip_prefix("GLIBC_") {
+            let mut parts = v.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+            let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+            newest = newest.max(version);
+        }
+    }
+    assert!(newest > (2, 0), "a glibc program names GLIBC_ versions");
+    assert!(newest <= (2, 34), "the agent needs glibc {}.{}; Amazon Linux 2023 and Rocky 9 have 2.34", newest.0, newest.1);
+    // And cgcloud reads the same: `cgcloud config` shows what the agent needs.
+    let p = Person::new("dave");
+    p.put_agent("x86_64", &bytes);
+    let o = p.run(&["config", "--json", "--offline"], &[]);
+    let rows = plan(&o);
+    let agent = rows.as_array().unwrap().iter().find(|r| r["setting"] == "agent for x86_64 boxes").unwrap().clone();
+    assert!(agent["value"].as_str().unwrap().contains(&format!("needs glibc {}.{}", newest.0, newest.1)), "{agent}");
+}
