@@ -24,7 +24,7 @@ use crate::log;
 use crate::message::{parse_body, Message, Received};
 use crate::names;
 use crate::options::RunOptions;
-use crate::wiring::{self, Wiring, LONG_POLL_SECONDS};
+use crate::wiring::{self, InstanceQueue, LONG_POLL_SECONDS};
 
 /// The longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -120,7 +120,7 @@ pub struct Batch {
 pub struct Agent {
     config: Config,
     clients: Clients,
-    wiring: Option<Wiring>,
+    queue: Option<InstanceQueue>,
     last_good: Option<Expansion>,
     tagged: Option<String>,
     failures: u32,
@@ -157,7 +157,7 @@ impl Agent {
         Agent {
             config,
             clients,
-            wiring: None,
+            queue: None,
             last_good: None,
             tagged: None,
             failures: 0,
@@ -172,9 +172,9 @@ impl Agent {
         &self.config
     }
 
-    /// The wiring, once [`Agent::ensure_wiring`] succeeded.
-    pub fn wiring(&self) -> Option<&Wiring> {
-        self.wiring.as_ref()
+    /// The instance's queue, once [`Agent::ensure_wiring`] found it.
+    pub fn queue(&self) -> Option<&InstanceQueue> {
+        self.queue.as_ref()
     }
 
     /// The keys written last, if any reconcile succeeded.
@@ -182,21 +182,16 @@ impl Agent {
         self.last_good.as_ref()
     }
 
-    /// Creates (or finds) the topic, the queue and the subscription.
-    pub async fn ensure_wiring(&mut self) -> anyhow::Result<&Wiring> {
+    /// Finds the instance's notification queue (cgcloud made it with the box).
+    pub async fn ensure_wiring(&mut self) -> anyhow::Result<&InstanceQueue> {
         let c = &self.clients;
-        let w = bounded(
-            "setting up the notification queue",
+        let q = bounded(
+            "finding the notification queue",
             STEP_TIMEOUT,
-            wiring::ensure_instance_wiring(
-                &c.sqs,
-                &c.sns,
-                &self.config.namespace,
-                &self.config.instance_id,
-            ),
+            wiring::find_instance_queue(&c.sqs, &self.config.namespace, &self.config.instance_id),
         )
         .await?;
-        Ok(self.wiring.insert(w))
+        Ok(self.queue.insert(q))
     }
 
     /// Expands the globs and writes every account's file; tags the instance with the hash when
@@ -280,7 +275,7 @@ impl Agent {
     /// One long poll of up to `wait_seconds`; every message received is classified, logged if
     /// it is not an update, and deleted.
     pub async fn receive(&mut self, wait_seconds: i32) -> anyhow::Result<Batch> {
-        let Some(w) = &self.wiring else {
+        let Some(w) = &self.queue else {
             bail!("the notification queue is not set up");
         };
         let wait = wait_seconds.clamp(0, LONG_POLL_SECONDS);
@@ -301,8 +296,8 @@ impl Agent {
         let out = match got {
             Ok(o) => o,
             Err(e) if is_missing_queue(&e) => {
-                self.wiring = None;
-                bail!("the notification queue is gone; setting it up again");
+                self.queue = None;
+                bail!("the notification queue is gone; looking for it again");
             }
             Err(e) => bail!("failed to read the notification queue: {}", describe(&e)),
         };
@@ -370,7 +365,7 @@ impl Agent {
     /// refresh, refresh if notified or due. Returns the reconcile result if one ran.
     pub async fn step(&mut self) -> Option<anyhow::Result<Reconciled>> {
         let cap = self.config.interval;
-        if self.config.notifications && self.wiring.is_none() && Instant::now() >= self.next_wiring
+        if self.config.notifications && self.queue.is_none() && Instant::now() >= self.next_wiring
         {
             match self.ensure_wiring().await {
                 Ok(w) => {
@@ -390,7 +385,7 @@ impl Agent {
         let now = Instant::now();
         let due_in = self.next_reconcile.saturating_duration_since(now);
         let mut update = false;
-        if self.wiring.is_some() && due_in >= Duration::from_secs(1) {
+        if self.queue.is_some() && due_in >= Duration::from_secs(1) {
             let wait = due_in.as_secs().min(LONG_POLL_SECONDS as u64) as i32;
             match self.receive(wait).await {
                 Ok(b) => {
@@ -406,7 +401,7 @@ impl Agent {
             }
         } else if !due_in.is_zero() {
             let mut pause = due_in;
-            if self.config.notifications && self.wiring.is_none() {
+            if self.config.notifications && self.queue.is_none() {
                 pause = pause.min(self.next_wiring.saturating_duration_since(now));
             }
             tokio::time::sleep(pause).await;

@@ -137,9 +137,18 @@ pub fn render(keys: &[ManagedKey]) -> String {
          # Add keys by hand to ~/.ssh/authorized_keys instead; cgcloud never changes that file.\n",
     );
     for k in keys {
-        out.push_str(&format!("{} cgcloud:{}\n", k.line, k.keypair));
+        out.push_str(&format!("{} cgcloud:{}\n", k.line, comment_safe(&k.keypair)));
     }
     out
+}
+
+/// A key pair name as a key comment: EC2 allows any ASCII in names, but a space, newline or
+/// other control character would change the line's meaning, so anything outside
+/// `A-Za-z0-9._@+=:,/-` becomes `_`.
+fn comment_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._@+=:,/-".contains(c) { c } else { '_' })
+        .collect()
 }
 
 /// What [`sync_account`] did.
@@ -298,6 +307,17 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_pair_names_cannot_add_lines_or_options() {
+        let k = ManagedKey {
+            keypair: "eve\nssh-ed25519 AAAAforged attacker\tcommand=\"sh\"".into(),
+            line: "ssh-ed25519 AAAAreal".into(),
+        };
+        let text = render(&[k]);
+        let keys: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(keys, ["ssh-ed25519 AAAAreal cgcloud:eve_ssh-ed25519_AAAAforged_attacker_command=_sh_"]);
+    }
 
     fn me(home: &Path) -> Account {
         let m = fs::metadata(home).unwrap();

@@ -80,6 +80,6 @@ pub use options::{RunOptions, DEFAULT_INTERVAL_SECONDS};
 pub use policy::iam_policy;
 pub use systemd::{unit, writable_dir, BINARY_PATH, UNIT_NAME, UNIT_PATH};
 pub use wiring::{
-    delete_instance_wiring, ensure_instance_wiring, ensure_topic, find_topic, publish,
-    publish_update, sweep_namespace, Removed, Wiring,
+    delete_instance_wiring, ensure_instance_wiring, ensure_topic, find_instance_queue, find_topic,
+    publish, publish_update, sweep_namespace, InstanceQueue, Removed, Wiring, QUEUE_INSTANCE_TAG,
 };

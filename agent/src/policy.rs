@@ -12,15 +12,16 @@ use crate::names;
 /// | Call | Why | Resource |
 /// |---|---|---|
 /// | `ec2:DescribeKeyPairs` | expand the globs, read public keys | `*` (no resource-level permissions) |
-/// | `ec2:CreateTags` | acknowledge the applied key set | instances; only the two `cgcloud:keys-*` tag keys |
+/// | `ec2:CreateTags` | acknowledge the applied key set | the box itself (`aws:ARN` = `ec2:SourceInstanceARN`); only the two `cgcloud:keys-*` tag keys |
 /// | `iam:GetUser`, `iam:GetGroup` | `@user`, `@@group` | users, groups |
-/// | `sns:CreateTopic`, `sns:Subscribe` | wire the queue to the namespace's topic | that topic |
-/// | `sqs:CreateQueue`, `sqs:GetQueueUrl`, `sqs:GetQueueAttributes`, `sqs:SetQueueAttributes`, `sqs:ReceiveMessage`, `sqs:DeleteMessage` | own queue | the namespace's agent queues |
+/// | `sqs:GetQueueUrl`, `sqs:GetQueueAttributes`, `sqs:ReceiveMessage`, `sqs:DeleteMessage` | own queue | the namespace's agent queues tagged with the box's own instance ARN |
 ///
 /// Region and account are `*` because an instance profile serves the namespace in every
-/// region of the account. The agent never deletes queues or subscriptions; the host does.
+/// region of the account. The host creates, wires and deletes queues and subscriptions; the
+/// agent has no SNS permission and creates nothing.
+/// NOTE: moto does not evaluate IAM conditions; the conditions follow AWS's documented keys
+/// (`aws:ARN` with the `ec2:SourceInstanceARN` variable, SQS's `aws:ResourceTag`).
 pub fn iam_policy(ns: &Namespace, partition: &str) -> Value {
-    let topic = names::topic_name(ns);
     let queues = format!("{}*", names::queue_prefix(ns));
     json!({
         "Version": "2012-10-17",
@@ -32,11 +33,14 @@ pub fn iam_policy(ns: &Namespace, partition: &str) -> Value {
                 "Resource": "*"
             },
             {
+                // Only the box itself (the instance whose role credentials sign the call), and
+                // only the agent's two tags.
                 "Sid": "AcknowledgeAppliedKeys",
                 "Effect": "Allow",
                 "Action": ["ec2:CreateTags"],
                 "Resource": format!("arn:{partition}:ec2:*:*:instance/*"),
                 "Condition": {
+                    "StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"},
                     "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_KEYS_HASH, TAG_KEYS_APPLIED]}
                 }
             },
@@ -50,23 +54,20 @@ pub fn iam_policy(ns: &Namespace, partition: &str) -> Value {
                 ]
             },
             {
-                "Sid": "NamespaceTopic",
-                "Effect": "Allow",
-                "Action": ["sns:CreateTopic", "sns:Subscribe"],
-                "Resource": format!("arn:{partition}:sns:*:*:{topic}")
-            },
-            {
+                // cgcloud creates each box's queue and subscription and tags the queue with the
+                // instance's ARN: a box reads and deletes messages of its own queue only.
                 "Sid": "OwnQueue",
                 "Effect": "Allow",
                 "Action": [
-                    "sqs:CreateQueue",
                     "sqs:GetQueueUrl",
                     "sqs:GetQueueAttributes",
-                    "sqs:SetQueueAttributes",
                     "sqs:ReceiveMessage",
                     "sqs:DeleteMessage"
                 ],
-                "Resource": format!("arn:{partition}:sqs:*:*:{queues}")
+                "Resource": format!("arn:{partition}:sqs:*:*:{queues}"),
+                "Condition": {
+                    "StringEquals": {format!("aws:ResourceTag/{}", crate::wiring::QUEUE_INSTANCE_TAG): "${ec2:SourceInstanceARN}"}
+                }
             }
         ]
     })
@@ -82,10 +83,7 @@ mod tests {
         let p = iam_policy(&ns, "aws");
         let text = p.to_string();
         let topic = names::topic_name(&ns);
-        assert!(
-            text.contains(&format!("\"arn:aws:sns:*:*:{topic}\"")),
-            "{text}"
-        );
+        assert!(!text.contains("arn:aws:sns:"), "no SNS permission: {text}");
         assert!(
             text.contains(&format!("\"arn:aws:sqs:*:*:{topic}_*\"")),
             "{text}"
@@ -104,12 +102,8 @@ mod tests {
                 "ec2:CreateTags",
                 "iam:GetUser",
                 "iam:GetGroup",
-                "sns:CreateTopic",
-                "sns:Subscribe",
-                "sqs:CreateQueue",
                 "sqs:GetQueueUrl",
                 "sqs:GetQueueAttributes",
-                "sqs:SetQueueAttributes",
                 "sqs:ReceiveMessage",
                 "sqs:DeleteMessage"
             ]
@@ -117,6 +111,15 @@ mod tests {
         assert!(
             actions.iter().all(|a| !a.contains('*')),
             "no wildcard actions"
+        );
+        // The box tags only itself and reads only the queue tagged with its own ARN.
+        let st = p["Statement"].as_array().unwrap();
+        let tags = st.iter().find(|s| s["Sid"] == "AcknowledgeAppliedKeys").unwrap();
+        assert_eq!(tags["Condition"]["StringEquals"]["aws:ARN"], "${ec2:SourceInstanceARN}");
+        let queue = st.iter().find(|s| s["Sid"] == "OwnQueue").unwrap();
+        assert_eq!(
+            queue["Condition"]["StringEquals"]["aws:ResourceTag/cgcloud:instance-arn"],
+            "${ec2:SourceInstanceARN}"
         );
         assert!(iam_policy(&ns, "aws-cn")
             .to_string()

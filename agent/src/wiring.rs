@@ -1,7 +1,11 @@
 //! The notification wiring: the namespace's SNS topic, each instance's SQS queue and the
 //! subscription between them. Names are in [`crate::names`].
 //!
-//! * The agent calls [`ensure_instance_wiring`] at start (and again if its queue vanished).
+//! * `cgcloud create` calls [`ensure_instance_wiring`] once the instance exists: the host, not
+//!   the box, creates the queue (tagged with the instance's ARN) and the subscription, so the
+//!   box's IAM role needs no SNS or queue-creating permissions at all.
+//! * The agent calls [`find_instance_queue`] at start (and again if its queue vanished); a box
+//!   without a queue (booted outside cgcloud) refreshes periodically only.
 //! * `cgcloud register-key` and friends call [`publish_update`].
 //! * `cgcloud terminate` calls [`delete_instance_wiring`] once the instance is terminated;
 //!   `cgcloud cleanup` calls [`sweep_namespace`] with the namespace's live instances.
@@ -35,6 +39,17 @@ pub struct Wiring {
     pub queue_url: String,
     pub queue_arn: String,
     pub subscription_arn: String,
+}
+
+/// Tag on an instance's queue holding the instance's ARN: the agent's IAM policy lets a box
+/// use only the queue whose tag equals its own `ec2:SourceInstanceARN`.
+pub const QUEUE_INSTANCE_TAG: &str = "cgcloud:instance-arn";
+
+/// An instance's queue, as its agent uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceQueue {
+    pub queue_url: String,
+    pub queue_arn: String,
 }
 
 /// What a deletion removed.
@@ -87,13 +102,29 @@ fn queue_name(ns: &Namespace, instance_id: &str) -> anyhow::Result<String> {
     })
 }
 
-/// Creates the topic, the instance's queue (long poll 20 s, one hour retention), the queue
-/// policy letting the topic deliver, and the subscription. Safe to call again.
+/// The instance's queue, made by [`ensure_instance_wiring`]; an error if there is none.
+pub async fn find_instance_queue(
+    sqs: &aws_sdk_sqs::Client,
+    ns: &Namespace,
+    instance_id: &str,
+) -> anyhow::Result<InstanceQueue> {
+    let name = queue_name(ns, instance_id)?;
+    let queue_url = queue_url(sqs, &name).await?.ok_or_else(|| {
+        anyhow!("there is no notification queue `{name}` for this instance (cgcloud makes it when it creates the box)")
+    })?;
+    let queue_arn = queue_arn(sqs, &queue_url, &name).await?;
+    Ok(InstanceQueue { queue_url, queue_arn })
+}
+
+/// Creates the topic, the instance's queue (long poll 20 s, one hour retention, tagged
+/// [`QUEUE_INSTANCE_TAG`] with `instance_arn`), the queue policy letting the topic deliver,
+/// and the subscription. Safe to call again.
 pub async fn ensure_instance_wiring(
     sqs: &aws_sdk_sqs::Client,
     sns: &aws_sdk_sns::Client,
     ns: &Namespace,
     instance_id: &str,
+    instance_arn: &str,
 ) -> anyhow::Result<Wiring> {
     let name = queue_name(ns, instance_id)?;
     let topic_arn = ensure_topic(sns, ns).await?;
@@ -142,6 +173,12 @@ pub async fn ensure_instance_wiring(
             ))
         }
     };
+    sqs.tag_queue()
+        .queue_url(&queue_url)
+        .tags(QUEUE_INSTANCE_TAG, instance_arn)
+        .send()
+        .await
+        .map_err(|e| anyhow!("failed to tag SQS queue `{name}`: {}", describe(&e)))?;
     let queue_arn = queue_arn(sqs, &queue_url, &name).await?;
     let policy = serde_json::json!({
         "Version": "2012-10-17",

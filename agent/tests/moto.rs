@@ -122,6 +122,10 @@ fn instance_tag(account: &MotoAccount, id: &str, key: &str) -> Option<String> {
     xml_field(&body, "value")
 }
 
+fn instance_arn(id: &str) -> String {
+    format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}")
+}
+
 fn ns(s: &str) -> Namespace {
     Namespace::parse(s).unwrap()
 }
@@ -175,13 +179,21 @@ async fn publish_reaches_the_instance_queue_and_wiring_is_idempotent() {
     let account = moto().new_account("alice").unwrap();
     let c = clients(&account);
     let n = ns("/alice/team.x/");
-    let w = ensure_instance_wiring(&c.sqs, &c.sns, &n, I1)
+    let w = ensure_instance_wiring(&c.sqs, &c.sns, &n, I1, &instance_arn(I1))
         .await
         .unwrap();
-    let again = ensure_instance_wiring(&c.sqs, &c.sns, &n, I1)
+    let again = ensure_instance_wiring(&c.sqs, &c.sns, &n, I1, &instance_arn(I1))
         .await
         .unwrap();
     assert_eq!(w.queue_url, again.queue_url);
+    // The queue carries its instance's ARN (the agent's policy matches it), and the agent
+    // finds it.
+    let tags = c.sqs.list_queue_tags().queue_url(&w.queue_url).send().await.unwrap();
+    assert_eq!(tags.tags().and_then(|t| t.get("cgcloud:instance-arn")), Some(&instance_arn(I1)));
+    let found = cgcloud_agent::find_instance_queue(&c.sqs, &n, I1).await.unwrap();
+    assert_eq!((found.queue_url, found.queue_arn), (w.queue_url.clone(), w.queue_arn.clone()));
+    let none = cgcloud_agent::find_instance_queue(&c.sqs, &n, I2).await.unwrap_err();
+    assert!(format!("{none:#}").contains("cgcloud makes it when it creates the box"), "{none:#}");
     assert!(
         w.topic_arn.ends_with(&format!(":{}", topic_name(&n))),
         "{}",
@@ -224,7 +236,7 @@ async fn publish_reaches_the_instance_queue_and_wiring_is_idempotent() {
         .send()
         .await
         .unwrap();
-    let adopted = ensure_instance_wiring(&c.sqs, &c.sns, &n2, I1)
+    let adopted = ensure_instance_wiring(&c.sqs, &c.sns, &n2, I1, &instance_arn(I1))
         .await
         .unwrap();
     let attrs = c
@@ -284,13 +296,13 @@ async fn deleting_wiring_leaves_no_dangling_subscription_and_nothing_foreign() {
     let account = moto().new_account("alice").unwrap();
     let c = clients(&account);
     let n = ns("/alice/");
-    let w1 = ensure_instance_wiring(&c.sqs, &c.sns, &n, I1)
+    let w1 = ensure_instance_wiring(&c.sqs, &c.sns, &n, I1, &instance_arn(I1))
         .await
         .unwrap();
-    let w2 = ensure_instance_wiring(&c.sqs, &c.sns, &n, I2)
+    let w2 = ensure_instance_wiring(&c.sqs, &c.sns, &n, I2, &instance_arn(I2))
         .await
         .unwrap();
-    let other = ensure_instance_wiring(&c.sqs, &c.sns, &ns("/alice/sub/"), I1)
+    let other = ensure_instance_wiring(&c.sqs, &c.sns, &ns("/alice/sub/"), I1, &instance_arn(I1))
         .await
         .unwrap();
     c.sqs
@@ -438,6 +450,13 @@ async fn one_agent_iteration_writes_keys_reacts_to_notifications_and_acknowledge
         account_in(admin.path(), "admin"),
         account_in(jenkins.path(), "jenkins"),
     ];
+    // cgcloud wires the instance when it creates the box; the agent finds the queue.
+    {
+        let c = clients(&account);
+        ensure_instance_wiring(&c.sqs, &c.sns, &ns("/alice/"), &instance, &instance_arn(&instance))
+            .await
+            .unwrap();
+    }
     let mut agent = Agent::with_clients(
         config(&instance, &["alice", "@@ops", "@ghost"], accounts, 300),
         clients(&account),
@@ -450,7 +469,7 @@ async fn one_agent_iteration_writes_keys_reacts_to_notifications_and_acknowledge
         .expect("the first step reconciles")
         .unwrap();
     assert_eq!(r.written, ["admin", "jenkins"]);
-    assert!(agent.wiring().is_some());
+    assert!(agent.queue().is_some());
     for home in [admin.path(), jenkins.path()] {
         let text = managed(home);
         assert!(
@@ -513,7 +532,7 @@ async fn one_agent_iteration_writes_keys_reacts_to_notifications_and_acknowledge
     );
 
     // Poison and unknown versions are deleted without a reconcile and without stopping.
-    let url = agent.wiring().unwrap().queue_url.clone();
+    let url = agent.queue().unwrap().queue_url.clone();
     for body in ["garbage", r#"{"version":99,"type":"x"}"#] {
         c.sqs
             .send_message()

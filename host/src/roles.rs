@@ -33,10 +33,14 @@ pub fn sources(g: &Globals) -> Result<PluginSources> {
     Ok(PluginSources::from_config(g.plugin_paths.clone(), env.as_deref(), config.plugins_section(), data_dir)?)
 }
 
-/// cgcloud's data directory (`CGCLOUD_DATA_DIR`, else the platform's).
+/// cgcloud's data directory (`CGCLOUD_DATA_DIR`, else the platform's), created private (0700)
+/// if it is missing and made private if it is not.
 pub fn data_dir() -> Result<PathBuf> {
-    cgcloud_plugin_host::default_data_dir()
-        .ok_or_else(|| user_error!("cannot tell where cgcloud's data directory is: set CGCLOUD_DATA_DIR or HOME"))
+    let dir = cgcloud_plugin_host::default_data_dir()
+        .ok_or_else(|| user_error!("cannot tell where cgcloud's data directory is: set CGCLOUD_DATA_DIR or HOME"))?;
+    cgcloud_plugin_host::ensure_private_dir(&dir)
+        .map_err(|e| user_error!("cannot use `{}` as cgcloud's data directory: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 impl Roles {

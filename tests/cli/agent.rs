@@ -111,6 +111,24 @@ fn keys_set_changes_the_globs_of_a_running_box() {
     assert!(stderr(&o).contains("already has this cgcloud-agent"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("uploading cgcloud-agent"), "{}", stderr(&o));
     eventually(&c, Duration::from_secs(60), "dave's key logging in after keys set", || key_logs_in(&c, &dave));
+    // `update-instance-profile` applies the IAM that `create` gave this agent box: key changes
+    // keep reaching it. Dave's key pair now holds a new key, which logs in within seconds.
+    assert_success(&c.run(&["update-instance-profile", ROLE]));
+    let iam = |pairs: &[(&str, &str)]| {
+        let mut all = pairs.to_vec();
+        all.push(("Version", "2010-05-08"));
+        c.cloud.moto().call_in(&c.cloud.account().id, cgcloud_localcloud::REGION, "iam", &form(&all)).unwrap()
+    };
+    let profiles = iam(&[("Action", "ListInstanceProfiles")]);
+    let roles = xml_fields(&profiles, "RoleName");
+    assert_eq!(roles.len(), 1, "one role in the box's instance profile: {profiles}");
+    let policies = xml_fields(&iam(&[("Action", "ListRolePolicies"), ("RoleName", &roles[0])]), "member");
+    assert!(policies.contains(&"cgcloud_agent".to_string()), "the agent's policy stays: {policies:?}");
+    let dave2 = ssh_keygen(c.home.path(), "dave2", "ed25519");
+    assert_success(&c.run(&["register-key", dave2.with_extension("pub").to_str().unwrap(), "-k", "dave", "--force"]));
+    eventually(&c, Duration::from_secs(30), "dave's new key logging in after update-instance-profile", || {
+        key_logs_in(&c, &dave2)
+    });
     let o = c.run(&["show", ROLE, "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(shown["tags"]["cgcloud:keypairs"], "tester dave");

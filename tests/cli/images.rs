@@ -7,7 +7,15 @@ use cgcloud_tests::*;
 const ROLE: &str = "generic-debian-bookworm-box";
 
 /// Makes an image of a fresh instance in `w`'s account; returns (image ID, snapshot IDs).
+/// An image as cgcloud makes them: named in the namespace and tagged with it.
 fn make_image(w: &World, name: &str) -> (String, Vec<String>) {
+    let (id, snaps) = make_untagged_image(w, name);
+    let ns = format!("/{}/", name.split('_').next().unwrap_or_default());
+    w.ec2(&[("Action", "CreateTags"), ("ResourceId.1", &id), ("Tag.1.Key", "cgcloud:namespace"), ("Tag.1.Value", &ns)]);
+    (id, snaps)
+}
+
+fn make_untagged_image(w: &World, name: &str) -> (String, Vec<String>) {
     let instance = w.launch("scratch", &[]);
     let body = w.ec2(&[("Action", "CreateImage"), ("InstanceId", &instance), ("Name", name)]);
     let id = xml_field(&body, "imageId").expect("CreateImage returns an image ID");
@@ -154,4 +162,22 @@ fn delete_image_refuses_images_of_other_roles() {
     assert_user_error(&o, "role `generic-debian-bookworm-box` has no images in namespace `/alice/`");
     let o = w.run(&["delete-image", "generic-debian-trixie-box", "-i", "3"]);
     assert_user_error(&o, "has no image at ordinal 3");
+}
+
+#[test]
+fn images_without_the_ownership_tag_are_never_deleted_or_booted_from_elsewhere() {
+    let w = World::new("alice");
+    let (untagged, snaps) = make_untagged_image(&w, "alice_generic-debian-bookworm-box__2026-01-01__00-00-00");
+    let o = w.run(&["delete-image", ROLE, "-i", &untagged]);
+    assert_user_error(&o, &format!("image `{untagged}` has no `cgcloud:namespace` tag"));
+    assert!(stderr(&o).contains("aws ec2 create-tags --resources"), "{}", stderr(&o));
+    assert!(image_exists(&w, &untagged) && snaps.iter().all(|s| snapshot_exists(&w, s)));
+    // `create -i` boots only images of this account or of the role's base-image vendor: not
+    // one of Amazon's public images.
+    let public = w.any_public_ami();
+    let o = w.run(&["create", ROLE, "-i", &public]);
+    assert_user_error(&o, &format!("image `{public}` belongs to account"));
+    assert!(stderr(&o).contains("cgcloud boots only images it can vouch for"));
+    let body = w.ec2(&[("Action", "DescribeInstances")]);
+    assert_eq!(xml_fields(&body, "instanceId").len(), 1, "only the scratch instance: {body}");
 }

@@ -100,12 +100,37 @@ fn show_describes_the_selected_box() {
 #[test]
 fn terminate_terminates_the_selected_box_and_nothing_else() {
     let w = World::new("alice");
-    let keep = w.launch("alice_generic-debian-bookworm-box", &[]);
-    let doomed = w.launch("alice_generic-debian-bookworm-box", &[]);
+    let owned = [("cgcloud:namespace", "/alice/")];
+    let keep = w.launch("alice_generic-debian-bookworm-box", &owned);
+    let doomed = w.launch("alice_generic-debian-bookworm-box", &owned);
     let o = w.run(&["terminate", ROLE]);
     assert_success(&o);
     assert_eq!(w.instance_state(&doomed), "terminated");
     assert_eq!(w.instance_state(&keep), "running");
+}
+
+#[test]
+fn boxes_without_the_ownership_tag_are_never_changed() {
+    let w = World::new("alice");
+    // Named like a box of the role, but not tagged as cgcloud's (the original cgcloud, another
+    // tool, or someone naming an instance to get it terminated), or tagged for another namespace.
+    let untagged = w.launch("alice_generic-debian-bookworm-box", &[]);
+    let foreign = w.launch("alice_generic-debian-bookworm-box", &[("cgcloud:namespace", "/bob/")]);
+    for (id, needle) in [(&untagged, "has no `cgcloud:namespace` tag"), (&foreign, "belongs to namespace `/bob/`")] {
+        for cmd in ["terminate", "stop", "image", "reboot", "update-instance-profile"] {
+            let o = w.run(&[cmd, ROLE, "-I", id]);
+            assert_user_error(&o, needle);
+            assert_eq!(w.instance_state(id), "running", "{cmd} left `{id}` alone");
+        }
+        let o = w.run(&["keys", "set", ROLE, "-I", id, "alice"]);
+        assert_user_error(&o, needle);
+    }
+    let o = w.run(&["terminate", ROLE, "-I", &untagged]);
+    assert!(stderr(&o).contains("aws ec2 create-tags --resources"), "the way to adopt it is named: {}", stderr(&o));
+    // Adopted, it is cgcloud's.
+    w.ec2(&[("Action", "CreateTags"), ("ResourceId.1", &untagged), ("Tag.1.Key", "cgcloud:namespace"), ("Tag.1.Value", "/alice/")]);
+    assert_success(&w.run(&["terminate", ROLE, "-I", &untagged]));
+    assert_eq!(w.instance_state(&untagged), "terminated");
 }
 
 #[test]

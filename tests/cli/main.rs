@@ -12,3 +12,4 @@ mod plugins;
 mod preflight;
 mod register_key;
 mod security;
+mod team;

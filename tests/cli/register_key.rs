@@ -140,14 +140,16 @@ fn names_that_globs_could_not_match_are_refused() {
 #[test]
 fn create_refuses_an_unknown_first_key_pair_before_making_anything() {
     let w = World::new("alice");
-    let ami = w.any_public_ami();
+    // An image of this account: the only kind besides the role's base images that `-i` boots.
+    let scratch = w.launch("scratch", &[]);
+    let ami = xml_field(&w.ec2(&[("Action", "CreateImage"), ("InstanceId", &scratch), ("Name", "own")]), "imageId").unwrap();
     let o = w.run(&["create", "generic-debian-bookworm-box", "-i", &ami, "-k", "nobody"]);
     assert_user_error(&o, "key pair `nobody` does not exist in region us-east-1");
     assert!(stderr(&o).contains("cgcloud register-key"), "the way out is named: {}", stderr(&o));
     let o = w.run(&["create", "generic-debian-bookworm-box", "-i", &ami, "-k", "team-*"]);
     assert_user_error(&o, "the first key pair must be a key pair name, not the glob `team-*`");
     let body = w.ec2(&[("Action", "DescribeInstances")]);
-    assert!(xml_fields(&body, "instanceId").is_empty(), "no instance launched");
+    assert_eq!(xml_fields(&body, "instanceId"), vec![scratch], "no instance launched");
     let groups = w.ec2(&[("Action", "DescribeSecurityGroups")]);
     assert!(!groups.contains("generic-debian-bookworm-box"), "no security group made: {groups}");
 }

@@ -3,6 +3,7 @@
 //! | Module | What it owns | Entry points |
 //! |---|---|---|
 //! | [`names`] | namespace grammar, absolute and relative names, the AWS spelling of names, `__me__` | [`Namespace`], [`substitute_me`], [`me_from_caller_arn`], [`test_namespace`] |
+//! | [`console`] | the SSH host keys an instance printed to its console (cloud-init's key block) | [`console::host_keys`] |
 //! | [`d32`] | the order-preserving base32 used in test namespaces and IAM role names | [`d32::encode`], [`d32::decode`] |
 //! | [`iam`] | the hashed IAM role name of a role's feature chain | [`role_name_for_chain`] |
 //! | [`arn`] | ARN partitions of regions | [`partition_for_region`] |
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod arn;
+pub mod console;
 pub mod d32;
 pub mod elf;
 pub mod iam;

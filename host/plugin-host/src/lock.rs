@@ -62,30 +62,62 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory, then renames it.
-pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PluginError> {
+/// Writes `data` to `path` atomically: an exclusive, randomly named temporary file in the same
+/// directory (mode `mode` from the start), filled, synced, renamed over `path`, and the
+/// directory synced. A crash leaves the old file or the new one, never a mix; nobody can plant
+/// the temporary file or read it half-written.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PluginError> {
     use std::io::Write;
     let err = |e| PluginError::Write(path.to_path_buf(), e);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(data).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".cgcloud-").suffix(".tmp");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
     #[cfg(not(unix))]
     let _ = mode;
-    std::fs::rename(&tmp, path).map_err(err)?;
+    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
+    tmp.write_all(data).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    #[cfg(unix)]
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
     Ok(())
 }
+
+/// Creates cgcloud's data directory `dir` (mode 0700) if it is missing, and takes group and
+/// other permissions away from it if it has them: it holds pinned host keys and the plugin
+/// lock, which decide what cgcloud trusts.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+            }
+            Err(e) => return Err(e),
+            // Only its owner may change its mode: anyone else's directory is refused.
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("it is open to others (mode {:o}, owner uid {}) and cannot be made private: {e}", m.mode() & 0o7777, m.uid()),
+                    )
+                })?;
+            }
+            Ok(_) => {}
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+

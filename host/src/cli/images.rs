@@ -80,6 +80,13 @@ pub async fn delete_image(args: DeleteImageArgs, g: &Globals) -> Result<()> {
     let roles = Roles::load(g)?;
     let role = roles.get(&args.role)?;
     let image = images::resolve(&ctx, &role.name, &role.image_name_prefix, &args.image).await?;
+    let id = image.image_id().unwrap_or_default();
+    crate::ops::instances::check_owner_tag(
+        &ctx,
+        &format!("image `{id}`"),
+        crate::aws::tag(image.tags(), crate::ops::prepare::OWNER_TAG),
+        &format!("--resources {id}"),
+    )?;
     images::delete(&ctx, &image, args.keep_snapshot, args.quick).await
 }
 

@@ -174,6 +174,7 @@ fn print_tree(g: &Globals, v: &Value, depth: usize) {
 pub async fn terminate(args: TerminateArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
     let i = bind(&ctx, g, &args.role, args.selection()).await?;
+    instances::check_owned(&ctx, &i)?;
     instances::terminate(&ctx, &i, args.quick).await?;
     let ssh = boxes::ssh_settings(None)?;
     let id = i.instance_id().unwrap_or_default();
@@ -209,6 +210,7 @@ fn instance_options(i: &aws_sdk_ec2::types::Instance, data: &cgcloud_plugin_host
 
 async fn start_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
+    instances::check_owned(ctx, i)?;
     if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Stopped) {
         crate::bail_user!(
             "box `{id}` is `{}`, not stopped",
@@ -216,6 +218,7 @@ async fn start_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_
         );
     }
     let ssh = boxes::ssh_settings(None)?;
+    crate::ops::hostkeys::ensure_pinned(ctx, &ssh, i).await?;
     let private = i.public_ip_address().is_none() && i.private_ip_address().is_some() && i.vpc_id().is_some();
     let (_, address) = launch::start(ctx, id, private).await?;
     ctx.shell.info(format!("started `{id}`; waiting until it answers over SSH"));
@@ -229,6 +232,7 @@ async fn start_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_
 
 async fn stop_box(ctx: &Context, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
+    instances::check_owned(ctx, i)?;
     if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Running) {
         crate::bail_user!(
             "box `{id}` is `{}`, not running",
@@ -257,6 +261,9 @@ pub async fn stop(args: StopArgs, g: &Globals) -> Result<i32> {
 pub async fn reboot(args: RebootArgs, g: &Globals) -> Result<i32> {
     let ctx = Context::new(&args.context, g).await?;
     let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    instances::check_owned(&ctx, &i)?;
+    // Refused before the stop if cgcloud cannot verify the box's host key afterwards.
+    crate::ops::hostkeys::ensure_pinned(&ctx, &boxes::ssh_settings(None)?, &i).await?;
     stop_box(&ctx, &i).await?;
     let i = crate::aws::instance_by_id(&ctx.aws.ec2(), i.instance_id().unwrap_or_default())
         .await?
@@ -274,41 +281,54 @@ pub async fn image(args: super::images::ImageArgs, g: &Globals) -> Result<i32> {
         instance_id: args.instance.instance_id.clone(),
     };
     let (handle, data, i) = bind_with_role(&ctx, g, &args.role, sel).await?;
+    instances::check_owned(&ctx, &i)?;
     let options = instance_options(&i, &data);
     let id = boxes::image(&ctx, &handle, i.instance_id().unwrap_or_default(), &data, &options).await?;
     g.shell.out(id);
     Ok(0)
 }
 
-fn login(data: &cgcloud_plugin_host::RoleData, l: &super::args::LoginArgs) -> String {
-    match (&l.login, l.admin) {
+fn login(data: &cgcloud_plugin_host::RoleData, l: &super::args::LoginArgs) -> Result<String> {
+    let user = match (&l.login, l.admin) {
         (Some(u), _) => u.clone(),
         (None, true) => data.admin_account.clone(),
         (None, false) => data.default_account.clone(),
-    }
+    };
+    crate::ssh::check_account(&user)?;
+    Ok(user)
 }
 
 pub async fn ssh(args: SshArgs, g: &Globals) -> Result<i32> {
+    if let Some(u) = &args.login.login {
+        crate::ssh::check_account(u)?;
+    }
     let ctx = Context::new(&args.context, g).await?;
     let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
     let ssh = boxes::ssh_settings(None)?;
-    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login))?;
+    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login)?).await?;
     access::exec(access::ssh_command(&ssh, &target, args.login.forward_agent, &args.args)?, "ssh")
 }
 
 pub async fn rsync(args: RsyncArgs, g: &Globals) -> Result<i32> {
+    if let Some(u) = &args.login.login {
+        crate::ssh::check_account(u)?;
+    }
     let ctx = Context::new(&args.context, g).await?;
     let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
     let ssh = boxes::ssh_settings(None)?;
-    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login))?;
+    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login)?).await?;
     let cmd = access::rsync_command(&ssh, &target, args.login.forward_agent, args.ssh_opts.as_deref(), &args.args)?;
     access::exec(cmd, "rsync")
 }
 
 pub async fn update_instance_profile(args: UpdateInstanceProfileArgs, g: &Globals) -> Result<i32> {
     let ctx = Context::new(&args.context, g).await?;
-    let (_, data, _) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
-    let arn = prepare::ensure_instance_profile(&ctx, &data.name, &data.iam_role_features, &data.iam_policies).await?;
+    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    instances::check_owned(&ctx, &i)?;
+    // The same IAM as `create` computed for this box: a box with the agent keeps its policy.
+    let enable_agent = crate::aws::tag(i.tags(), "enable_agent") == Some("True");
+    let (features, policies) = boxes::iam_for(&ctx, &data, enable_agent);
+    let arn = prepare::ensure_instance_profile(&ctx, &data.name, &features, &policies).await?;
     ctx.shell.info(format!("instance profile `{arn}` is up to date"));
     Ok(0)
 }

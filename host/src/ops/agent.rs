@@ -277,6 +277,22 @@ pub async fn install(
     Ok(())
 }
 
+/// Creates the box's notification queue (tagged with the instance's ARN, which the agent's
+/// policy matches) and subscribes it to the namespace's topic. cgcloud does this, not the box:
+/// the box's role needs no SNS permission and cannot create, read or delete other queues.
+/// Safe to call again.
+pub async fn wire(ctx: &Context, instance_id: &str) -> Result<()> {
+    let account = ctx.identity().await?.account.clone();
+    let partition = cgcloud_common::arn::partition_for_region(&ctx.region);
+    let arn = format!("arn:{partition}:ec2:{}:{account}:instance/{instance_id}", ctx.region);
+    let sns = aws_sdk_sns::Client::new(ctx.aws.sdk());
+    let sqs = aws_sdk_sqs::Client::new(ctx.aws.sdk());
+    cgcloud_agent::ensure_instance_wiring(&sqs, &sns, &ctx.namespace, instance_id, &arn)
+        .await
+        .map_err(|e| user_error!("failed to set up the agent's notification queue for `{instance_id}`: {e:#}"))?;
+    Ok(())
+}
+
 /// Tells the namespace's agents that key pairs changed. Returns whether a topic existed.
 pub async fn notify(ctx: &Context, keypair: &str) -> Result<bool> {
     let sns = aws_sdk_sns::Client::new(ctx.aws.sdk());

@@ -221,10 +221,23 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
         (Some(i), _) => i.clone(),
         (None, Some(id)) => {
             let out = ctx.aws.ec2().describe_images().image_ids(id).send().await;
-            match out {
+            let image = match out {
                 Ok(o) => o.images().first().cloned().ok_or_else(|| user_error!("there is no image `{id}` in region {}", ctx.region))?,
                 Err(e) => return Err(e).aws(|| format!("failed to look up image `{id}`")),
+            };
+            // Only an image of this account, or one of the verified account that publishes the
+            // role's base images (its distribution's vendor), is booted.
+            let account = ctx.identity().await?.account.clone();
+            let owner = image.owner_id().unwrap_or_default();
+            let vendor = &data.base_image.owner;
+            if owner != account && owner != vendor {
+                bail_user!(
+                    "image `{id}` belongs to account {owner}: neither yours ({account}) nor the account that publishes the \
+                     base images of role `{}` ({vendor}); cgcloud boots only images it can vouch for",
+                    data.name
+                );
             }
+            image
         }
         (None, None) => prepare::find_base_image(ctx, &data.base_image).await?,
     };
@@ -383,6 +396,8 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
     let (features, policies) = iam_of(ctx, &p);
     let profile = prepare::ensure_instance_profile(ctx, &p.data.name, &features, &policies).await?;
     let host_key = HostKey::generate()?;
+    // The host key's public half, for every teammate's cgcloud to pin (`ops::access`).
+    tags.push((super::hostkeys::HOST_KEY_TAG.into(), host_key.public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")));
     let mut cloud_config = p.data.cloud_config.clone();
     if !p.enable_agent {
         // Without the agent, keys 2…n go in once, at first boot, as in the original.
@@ -472,9 +487,15 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
 
 /// The IAM role's feature chain and policies: the role's, plus the agent's when it runs.
 fn iam_of(ctx: &Context, p: &Plan) -> (Vec<String>, Vec<cgcloud_plugin_api::IamPolicy>) {
-    let mut features = p.data.iam_role_features.clone();
-    let mut policies = p.data.iam_policies.clone();
-    if p.enable_agent {
+    iam_for(ctx, &p.data, p.enable_agent)
+}
+
+/// The IAM role's feature chain and policies of a box of role `data`, with or without the
+/// agent: what `create` and `update-instance-profile` both apply.
+pub fn iam_for(ctx: &Context, data: &RoleData, enable_agent: bool) -> (Vec<String>, Vec<cgcloud_plugin_api::IamPolicy>) {
+    let mut features = data.iam_role_features.clone();
+    let mut policies = data.iam_policies.clone();
+    if enable_agent {
         // NOTE: the original's chain for agent boxes starts with `agent-box`; keep its hash.
         if !features.iter().any(|f| f == "agent-box") {
             features.insert(0, "agent-box".into());
@@ -521,6 +542,9 @@ async fn provision(
         .send()
         .await
         .aws(|| format!("failed to tag `{id}`"))?;
+    if p.enable_agent {
+        super::agent::wire(ctx, id).await?;
+    }
     let (_, address) = launch::wait_running(ctx, id, opts.private_ip).await?;
     let t = phases.record("pending-to-running", t);
     if opts.quick {
@@ -528,6 +552,8 @@ async fn provision(
     }
     let target = Target { instance_id: id.to_string(), address: address.clone(), user: p.data.admin_account.clone() };
     let (remote, t) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
+    // The host key from user data has served its one purpose: verifying this first connection.
+    super::hostkeys::rotate(ctx, ssh, &remote, id).await?;
     let remote = Arc::new(remote);
     let first_boot = true;
     run_hooks(ctx, role, &remote, &p.options, move |r, s| r.on_instance_ready(s, first_boot)).await?;

@@ -76,6 +76,32 @@ pub async fn bind(ctx: &Context, sel: &Selection) -> Result<Instance> {
     })
 }
 
+/// Refuses to change a box that does not carry cgcloud's ownership tag (`cgcloud:namespace`)
+/// for this namespace: its name alone proves nothing (anyone can name an instance like a box).
+pub fn check_owned(ctx: &Context, i: &Instance) -> Result<()> {
+    let id = i.instance_id().unwrap_or_default();
+    check_owner_tag(ctx, &format!("box `{id}`"), tag(i.tags(), super::prepare::OWNER_TAG), &format!("--resources {id}"))
+}
+
+/// The check of [`check_owned`] for any resource: `what` names it, `resource` is how
+/// `aws ec2 create-tags` names it.
+pub fn check_owner_tag(ctx: &Context, what: &str, owner: Option<&str>, resource: &str) -> Result<()> {
+    let ns = ctx.namespace.as_str();
+    match owner {
+        Some(o) if o == ns => Ok(()),
+        Some(o) => bail_user!(
+            "{what} belongs to namespace `{o}` (its `{}` tag), not `{ns}`; cgcloud leaves it alone",
+            super::prepare::OWNER_TAG
+        ),
+        None => bail_user!(
+            "{what} has no `{tag}` tag, so cgcloud cannot tell that it made it and will not change it (made by the \
+             original cgcloud or another tool?); to adopt it into `{ns}`, tag it: `aws ec2 create-tags {resource} --tags \
+             Key={tag},Value={ns}`",
+            tag = super::prepare::OWNER_TAG
+        ),
+    }
+}
+
 /// The columns of `cgcloud list`, as the original prints them.
 pub const LIST_COLUMNS: [&str; 11] = [
     "cluster_name",

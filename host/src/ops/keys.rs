@@ -91,6 +91,7 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
     sel.role = data.name.clone();
     let i = instances::bind(ctx, &sel).await?;
     let id = i.instance_id().unwrap_or_default().to_string();
+    instances::check_owned(ctx, &i)?;
     if tag(i.tags(), "enable_agent") != Some("True") {
         crate::bail_user!("box `{id}` runs no agent (it was made with --no-agent), so its keys cannot be changed");
     }
@@ -109,7 +110,9 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
         crate::bail_user!("box `{id}` is {arch_name}; cgcloud-agent runs on x86_64 and arm64 boxes only");
     };
     let program = agent::select(&ssh.data_dir, arch)?;
-    let target = super::access::target(ctx, &ssh, &i, &data.admin_account)?;
+    // Boxes made before cgcloud created agents' queues get theirs now.
+    agent::wire(ctx, &id).await?;
+    let target = super::access::target(ctx, &ssh, &i, &data.admin_account).await?;
     let remote = Remote::connect(&ssh, &target, crate::config::timeouts().ssh, &ctx.shell).await?;
     let mut accounts = vec![data.admin_account.clone()];
     if data.default_account != data.admin_account {

@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, Image, Instance, InstanceMarketOptionsRequest,
-    InstanceStateName, InstanceType, MarketType, Placement, ResourceType, SpotMarketOptions, Tag, TagSpecification,
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Image, Instance,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, MarketType, Placement, ResourceType, SpotMarketOptions, Tag, TagSpecification,
     VolumeType,
 };
 use base64::Engine as _;
@@ -115,7 +115,16 @@ pub async fn run_instance(ctx: &Context, spec: &LaunchSpec) -> Result<Instance> 
             .user_data(base64::engine::general_purpose::STANDARD.encode(&spec.user_data))
             .set_block_device_mappings(Some(block_devices(spec)))
             .tag_specifications(tags(spec, ResourceType::Instance))
-            .tag_specifications(tags(spec, ResourceType::Volume));
+            .tag_specifications(tags(spec, ResourceType::Volume))
+            // IMDSv2 only, one hop: user data and instance-profile credentials are not readable
+            // with a plain GET (SSRF) nor from containers behind the box.
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .http_put_response_hop_limit(1)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    .build(),
+            );
         if let Some(subnet) = &spec.subnet_id {
             req = req.subnet_id(subnet);
         } else {

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod agent;
 pub mod boxes;
+pub mod hostkeys;
 pub mod images;
 pub mod instances;
 pub mod keypairs;

@@ -57,6 +57,7 @@ impl BoxConfig {
     /// Writes `<data_dir>/ssh/<instance-id>.config`. Our settings come first so nothing included
     /// after them can weaken host-key checking (ssh_config: the first value obtained wins).
     pub fn write(settings: &SshSettings, target: &Target) -> Result<BoxConfig> {
+        check_account(&target.user)?;
         let dir = settings.data_dir.join("ssh");
         std::fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
         let known_hosts = settings.known_hosts();
@@ -65,6 +66,8 @@ impl BoxConfig {
              Host {addr}\n\
              \x20 HostKeyAlias {id}\n\
              \x20 UserKnownHostsFile \"{kh}\"\n\
+             \x20 GlobalKnownHostsFile none\n\
+             \x20 KnownHostsCommand none\n\
              \x20 StrictHostKeyChecking yes\n\
              \x20 CheckHostIP no\n\
              \x20 UpdateHostKeys no\n\
@@ -108,6 +111,21 @@ impl BoxConfig {
         crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)?;
         Ok(BoxConfig { path })
     }
+}
+
+/// Refuses an account name that is not a plain user name (it goes into ssh_config, where a
+/// newline or quote would add directives).
+pub fn check_account(user: &str) -> Result<()> {
+    let mut chars = user.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let rest_ok = user.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !first_ok || !rest_ok || user.len() > 32 {
+        crate::bail_user!(
+            "`{}` is not an account name: a letter or `_`, then letters, digits, `_`, `.` or `-`, at most 32 characters",
+            user.escape_debug()
+        );
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

@@ -76,10 +76,13 @@ impl Remote {
                         || text.contains("Host key verification failed")
                     {
                         bail_user!(
-                            "the SSH host key of `{}` ({}) does not match the key cgcloud pinned for it; \
-                             refusing to connect: {text}",
+                            "the SSH host key of `{}` ({}) does not match the key pinned for it in `{}`; refusing to \
+                             connect. Someone may be intercepting the connection, or the pin or the box's published key \
+                             (its `cgcloud:host-key` tag) was changed: compare the pin with that tag and with the keys \
+                             the box printed to its console (`aws ec2 get-console-output`) before trusting anything: {text}",
                             target.instance_id,
-                            target.address
+                            target.address,
+                            settings.known_hosts().display()
                         );
                     }
                     if Instant::now() >= deadline {
@@ -229,13 +232,20 @@ impl HostServices for BoxServices {
     }
 
     fn put_file(&self, path: &str, data: &[u8], mode: u32, sudo: bool) -> std::result::Result<(), String> {
-        let tmp = format!("{path}.cgcloud-tmp");
+        // A fresh temporary file in the target's folder (never a predictable name: this may run
+        // as root in a folder others can write), renamed over the target once complete.
+        let dir = match path.rfind('/') {
+            Some(0) => "/".to_string(),
+            Some(n) => path[..n].to_string(),
+            None => ".".to_string(),
+        };
         let script = format!(
-            "umask 077 && cat > {t} && chmod {mode:o} {t} && mv -f {t} {p}",
-            t = quote(&tmp),
+            "set -e; umask 077; t=$(mktemp -- {template}); trap 'rm -f -- \"$t\"' EXIT; cat > \"$t\"; \
+             chmod {mode:o} -- \"$t\"; mv -f -- \"$t\" {p}; trap - EXIT",
+            template = quote(&format!("{}/.cgcloud-put.XXXXXXXX", dir.trim_end_matches('/'))),
             p = quote(path)
         );
-        let command = if sudo { format!("sudo -n -- sh -c {}", quote(&script)) } else { script };
+        let command = if sudo { format!("sudo -n -- sh -c {}", quote(&script)) } else { format!("sh -c {}", quote(&script)) };
         self.shell.debug(format!("{}: put {path} ({} bytes, mode {mode:o})", self.label, data.len()));
         self.show_step(&format!("write {path}"));
         let out = self.block(self.remote.run_with_stdin(&command, Some(data)))?;

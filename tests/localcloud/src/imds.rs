@@ -1,5 +1,6 @@
-//! The instance-metadata stand-in: what a box reaches at `http://169.254.169.254/` (IMDSv1 and
-//! v2 tokens), answered from moto's view of the instance the asking box plays. Instance-profile
+//! The instance-metadata stand-in: what a box reaches at `http://169.254.169.254/` (IMDSv1, and
+//! v2 tokens: random, per instance, expiring; an instance launched with `HttpTokens=required`
+//! gets 401 without one, as on EC2; the hop limit is not modelled), answered from moto's view of the instance the asking box plays. Instance-profile
 //! credentials are real moto credentials from STS AssumeRole on the profile's role, so software
 //! in the box uses the standard credential chain unchanged; the emulated AWS itself is reachable
 //! from boxes at [`AWS_RELAY_PORT`] on the hub.
@@ -7,8 +8,10 @@
 use crate::daemon::Cloud;
 use crate::moto::{urlencode, xml_field, Instance};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The hub port that relays to moto (`http://10.250.0.1:4566`, LocalStack's customary port).
 pub const AWS_RELAY_PORT: u16 = 4566;
@@ -29,6 +32,7 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
     }
     let mut len = 0usize;
     let mut asked_ttl: Option<String> = None;
+    let mut token: Option<String> = None;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).is_err() || h.trim().is_empty() {
@@ -41,6 +45,9 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
         if let Some(v) = lower.strip_prefix("x-aws-ec2-metadata-token-ttl-seconds:") {
             asked_ttl = Some(v.trim().to_string()).filter(|v| v.parse::<u32>().is_ok());
         }
+        if lower.starts_with("x-aws-ec2-metadata-token:") {
+            token = h.split_once(':').map(|(_, v)| v.trim().to_string());
+        }
     }
     let mut body = vec![0u8; len.min(65536)];
     let _ = r.read_exact(&mut body);
@@ -52,15 +59,26 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
             "text/plain",
             format!("no instance plays box address {ip}\n"),
         ),
-        Some(inst) => answer(cloud, &inst, method, path),
+        Some(inst) if method == "PUT" && path == "/latest/api/token" => match &asked_ttl {
+            Some(ttl) => (200, "text/plain", issue_token(&inst.id, ttl)),
+            None => (400, "text/plain", "missing X-aws-ec2-metadata-token-ttl-seconds\n".into()),
+        },
+        // IMDSv2 required (`HttpTokens=required` at launch): no valid token, no metadata.
+        Some(inst) if !token_valid(&inst.id, token.as_deref()) && tokens_required(cloud, &inst) => {
+            (401, "text/plain", "IMDSv2 is required: PUT /latest/api/token first\n".into())
+        }
+        Some(inst) => answer(cloud, &inst, path),
     };
-    let reason = if status == 200 { "OK" } else { "Not Found" };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        _ => "Not Found",
+    };
     // IMDSv2: a token answer says how long the token lives (SDKs refuse one that does not).
-    let ttl = if method == "PUT" && path == "/latest/api/token" && status == 200 {
-        let asked = asked_ttl.clone().unwrap_or_else(|| "21600".into());
-        format!("X-aws-ec2-metadata-token-ttl-seconds: {asked}\r\n")
-    } else {
-        String::new()
+    let ttl = match (&asked_ttl, method, path, status) {
+        (Some(asked), "PUT", "/latest/api/token", 200) => format!("X-aws-ec2-metadata-token-ttl-seconds: {asked}\r\n"),
+        _ => String::new(),
     };
     let _ = write!(
         w,
@@ -69,13 +87,50 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
     );
 }
 
-fn answer(cloud: &Cloud, inst: &Instance, method: &str, path: &str) -> (u16, &'static str, String) {
+/// Tokens handed out: token → (instance, expiry).
+fn tokens() -> &'static Mutex<HashMap<String, (String, Instant)>> {
+    static TOKENS: OnceLock<Mutex<HashMap<String, (String, Instant)>>> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// A fresh random token for `instance`, valid for `ttl` seconds (at most 6 hours, as IMDS).
+fn issue_token(instance: &str, ttl: &str) -> String {
+    let mut raw = [0u8; 24];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut raw);
+    }
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let secs = ttl.parse::<u64>().unwrap_or(21_600).clamp(1, 21_600);
+    let mut all = tokens().lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|_, (_, until)| *until > Instant::now());
+    all.insert(token.clone(), (instance.to_string(), Instant::now() + Duration::from_secs(secs)));
+    token
+}
+
+fn token_valid(instance: &str, token: Option<&str>) -> bool {
+    let Some(token) = token else { return false };
+    let all = tokens().lock().unwrap_or_else(|e| e.into_inner());
+    matches!(all.get(token), Some((i, until)) if i == instance && *until > Instant::now())
+}
+
+/// True when the instance was launched with `HttpTokens=required` (IMDSv1 off).
+fn tokens_required(cloud: &Cloud, inst: &Instance) -> bool {
+    cloud
+        .moto()
+        .ec2(
+            &inst.owner_id,
+            &inst.region_name,
+            &format!("Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}", inst.id),
+        )
+        .map(|b| xml_field(&b, "httpTokens").as_deref() == Some("required"))
+        // Fail closed: when moto cannot say, a token is required.
+        .unwrap_or(true)
+}
+
+fn answer(cloud: &Cloud, inst: &Instance, path: &str) -> (u16, &'static str, String) {
     let ok = |s: String| (200, "text/plain", s);
     let zone = inst.availability_zone.clone().unwrap_or_default();
     let region = inst.region_name.clone();
-    if method == "PUT" && path == "/latest/api/token" {
-        return ok(format!("localcloud-{}", inst.id));
-    }
     let path = path.trim_end_matches('/');
     let m = path
         .strip_prefix("/latest/meta-data")
