@@ -158,7 +158,8 @@ impl World {
     }
 
     /// Launches an instance tagged `Name=name_tag` plus `tags`; returns its ID.
-    /// Launches are at least a second apart, so that launch times (whole seconds) order them.
+    /// Launches are at least a second apart (from one's return to the next's start), so that
+    /// launch times (whole seconds) order them.
     pub fn launch(&self, name_tag: &str, tags: &[(&str, &str)]) -> String {
         if let Some(last) = self.last_launch.get() {
             let gap = std::time::Duration::from_millis(1050);
@@ -166,7 +167,6 @@ impl World {
                 std::thread::sleep(rest);
             }
         }
-        self.last_launch.set(Some(std::time::Instant::now()));
         let ami = self.any_public_ami();
         let mut pairs: Vec<(String, String)> = vec![
             ("Action".into(), "RunInstances".into()),
@@ -185,6 +185,9 @@ impl World {
         }
         let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let body = self.ec2(&refs);
+        // The gap counts from when RunInstances returned: on a loaded machine a slow call could
+        // otherwise be stamped later than the next one.
+        self.last_launch.set(Some(std::time::Instant::now()));
         xml_field(&body, "instanceId").expect("RunInstances returns an instance")
     }
 

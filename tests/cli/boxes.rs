@@ -265,6 +265,39 @@ fn create_can_image_the_box_and_terminate_it() {
 }
 
 #[test]
+fn an_image_of_an_agent_box_carries_no_user_data_and_the_box_goes_on_with_a_new_host_key() {
+    let c = Cloud::start();
+    let role = "generic-debian-bookworm-box";
+    let done = created(&c.run(&["create", role, "-I", "--json"]));
+    let first = done["instance_id"].as_str().unwrap().to_string();
+    let image = done["created_image"].as_str().expect("an image was made").to_string();
+    assert_eq!(c.state_of(&first), "running", "without -T the box goes on");
+    // It answers with a host key generated after the image was made: the one published.
+    let o = c.run(&["ssh", role, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
+    assert_success(&o);
+    let live = stdout(&o).split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let body = c.ec2(&[("Action", "DescribeTags"), ("Filter.1.Name", "resource-id"), ("Filter.1.Value.1", &first)]);
+    assert!(body.contains(&live), "the live key is the published one: {body}");
+    assert!(c.known_hosts().contains(&format!("{first} {live}")), "and the pinned one");
+
+    // A box from the image: no user data of the first box came along, and its own launch key
+    // went from authorized_keys to the agent's file.
+    let again = created(&c.run(&["recreate", role, "--json"]));
+    assert_eq!(again["image_id"], image.as_str());
+    let second = again["instance_id"].as_str().unwrap().to_string();
+    let o = c.run(&["ssh", role, "-I", &second, &format!("sudo ls -a /var/lib/cloud/instances/{first}/")]);
+    assert_success(&o);
+    assert!(!stdout(&o).contains("user-data.txt") && !stdout(&o).contains("obj.pkl"), "{}", stdout(&o));
+    let key = std::fs::read_to_string(c.key.with_extension("pub")).unwrap();
+    let data = key.split_whitespace().nth(1).unwrap().to_string();
+    let o = c.run(&["ssh", role, "-I", &second, &format!("grep -c {data} ~/.ssh/authorized_keys ~/.ssh/authorized_keys.cgcloud")]);
+    assert!(stdout(&o).contains("authorized_keys:0") && stdout(&o).contains("authorized_keys.cgcloud:1"), "{}", stdout(&o));
+    assert_success(&c.run(&["terminate", role, "-I", &second]));
+    assert_success(&c.run(&["terminate", role, "-I", &first]));
+    assert_success(&c.run(&["delete-image", role]));
+}
+
+#[test]
 fn without_the_agent_keys_two_to_n_go_in_at_first_boot() {
     let c = Cloud::start();
     let erin = ssh_keygen(c.home.path(), "erin", "ed25519");

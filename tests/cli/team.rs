@@ -196,6 +196,28 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
         assert_user_error(&o, "is not allowed in --ssh-opts");
     }
 
+    // Revocation: the launch key (Alice's) lives in the agent's file, not in authorized_keys,
+    // so revoking her key pair takes her access away; Bob keeps his.
+    let alice_key = std::fs::read_to_string(alice.key.with_extension("pub")).unwrap();
+    let alice_data = alice_key.split_whitespace().nth(1).unwrap().to_string();
+    let o = bob.run(&["ssh", ROLE, &format!("grep -c {alice_data} ~/.ssh/authorized_keys ~/.ssh/authorized_keys.cgcloud")]);
+    assert!(stdout(&o).contains("authorized_keys:0") && stdout(&o).contains("authorized_keys.cgcloud:1"), "{}", stdout(&o));
+    let o = bob.run(&["keys", "revoke", "alice"]);
+    assert_user_error(&o, "without confirmation");
+    assert_success(&bob.run(&["keys", "revoke", "alice", "-y"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let o = alice.run(&["ssh", ROLE, "true"]);
+        if o.status.code() == Some(255) && stderr(&o).contains("Permission denied") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "alice's revoked key still logs in: {}", stderr(&o));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    assert_success(&bob.run(&["ssh", ROLE, "true"]));
+    let o = bob.run(&["keys", "revoke", "alice", "-y"]);
+    assert_user_error(&o, "there is no key pair `alice`");
+
     assert_success(&alice.run(&["terminate", ROLE]));
 }
 

@@ -35,6 +35,16 @@ pub enum PluginError {
     #[error("`{}` is writable by group or others (mode {:o}), so anyone could replace it; run `chmod go-w {}`", show(.0), .1, show(.0))]
     Writable(PathBuf, u32),
 
+    #[error("`{}` belongs to uid {}, neither you nor root, so its owner could replace the code cgcloud runs; copy it to a file of yours", show(.0), .1)]
+    NotOwned(PathBuf, u32),
+
+    #[error("`{}` is in folder `{}`, which {}, so the plugin could be swapped there; keep plugins in folders only you (or root) can write", show(.file), show(.folder), .why)]
+    UnsafeFolder {
+        file: PathBuf,
+        folder: PathBuf,
+        why: String,
+    },
+
     #[error("plugin `{name}` (`{}`) speaks plugin ABI {abi}; this cgcloud speaks ABI {host}; rebuild the plugin against cgcloud-plugin-api {host}.x or use a cgcloud that speaks ABI {abi}", show(file))]
     AbiMismatch {
         name: String,
@@ -220,6 +230,7 @@ impl From<&PluginError> for Problem {
             | PluginError::Corrupt(f, _)
             | PluginError::NoEntry(f)
             | PluginError::Writable(f, _)
+            | PluginError::NotOwned(f, _)
             | PluginError::LoadFailed(f, _)
             | PluginError::BadLock(f, _) => Some(f.clone()),
             PluginError::AbiMismatch { file, .. }
@@ -227,7 +238,8 @@ impl From<&PluginError> for Problem {
             | PluginError::Incompatible { file, .. }
             | PluginError::NotLocked { file, .. }
             | PluginError::HashMismatch { file, .. }
-            | PluginError::PinMismatch { file, .. } => Some(file.clone()),
+            | PluginError::PinMismatch { file, .. }
+            | PluginError::UnsafeFolder { file, .. } => Some(file.clone()),
             PluginError::LoadedTwice { second, .. } => Some(second.clone()),
             _ => None,
         };

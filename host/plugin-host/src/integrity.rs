@@ -21,6 +21,58 @@ pub fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<(), Pl
     Ok(())
 }
 
+/// The effective uid of this process.
+#[cfg(unix)]
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses a file owned by anyone but this user or root: its owner could swap the code.
+pub fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), PluginError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = meta.uid();
+        if uid != 0 && uid != euid() {
+            return Err(PluginError::NotOwned(path.to_path_buf(), uid));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
+}
+
+/// Refuses a file in a folder (or any folder above it) that someone other than this user or
+/// root owns, or that group or others may write without the sticky bit (`/tmp` is fine): there
+/// the file could be renamed away and replaced.
+pub fn check_folders(path: &Path) -> Result<(), PluginError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let full = std::fs::canonicalize(path).map_err(|e| PluginError::Io(path.to_path_buf(), e))?;
+        let me = euid();
+        for folder in full.ancestors().skip(1) {
+            let meta = std::fs::metadata(folder).map_err(|e| PluginError::Io(folder.to_path_buf(), e))?;
+            let unsafe_folder = |why: String| PluginError::UnsafeFolder {
+                file: path.to_path_buf(),
+                folder: folder.to_path_buf(),
+                why,
+            };
+            if meta.uid() != 0 && meta.uid() != me {
+                return Err(unsafe_folder(format!("belongs to uid {}", meta.uid())));
+            }
+            let mode = meta.mode() & 0o7777;
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                return Err(unsafe_folder(format!("group or others may write (mode {mode:o})")));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Checks that `bytes` (the whole file at `path`) is a complete shared library.
 pub fn check_structure(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
     if bytes.starts_with(b"\x7fELF") {

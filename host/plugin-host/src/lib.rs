@@ -6,7 +6,7 @@
 //! | `sources` | where plugins come from, in precedence order | [`PluginSources::from_config`] |
 //! | `integrity` | permissions, ELF/Mach-O structure, before `dlopen` | (used by the loader) |
 //! | `lock` | the lock file of trusted plugin files and their sha256 | [`Lock`] |
-//! | `loader` | checks, pins, `dlopen`, manifest | (used by the registry) |
+//! | [`loader`] | checks, pins, `dlopen` of the checked file, manifest | [`loader::inspect`], [`loader::load`] |
 //! | `registry` | roles, `extends`, conflicts, `verify` | [`Registry::load`], [`verify`] |
 //! | `role` | one role chain and its hooks, host services | [`RoleHandle`], [`HostServices`] |
 //! | `add` | `cgcloud plugin add` | [`add_plugin`] |
@@ -17,7 +17,7 @@
 mod add;
 mod error;
 mod integrity;
-mod loader;
+pub mod loader;
 mod lock;
 mod registry;
 mod role;
@@ -28,6 +28,6 @@ pub use error::{HookError, PluginError, Problem};
 pub use lock::{ensure_private_dir, sha256_hex, write_atomic, Lock, LockEntry};
 pub use registry::{verify, PluginSummary, Registry, RoleSummary};
 pub use role::{HostServices, Offline, RoleData, RoleHandle};
-pub use sources::{default_data_dir, Origin, PluginSources, DATA_DIR_ENV, LOCK_FILE};
+pub use sources::{default_data_dir, Candidate, Origin, PluginSources, DATA_DIR_ENV, LOCK_FILE};
 
 pub use cgcloud_plugin_api::{CmdOutput, Level, RoleError};

@@ -1,10 +1,14 @@
-//! Loading one plugin file: the checks before `dlopen` (permissions, sha256 against the lock,
-//! ELF/Mach-O structure, the build-info string: ABI major and panic strategy, pins), then
-//! `dlopen` with abi_stable's header, C-ABI self-test, version and layout checks, then the
-//! manifest.
+//! Loading one plugin file: the checks before `dlopen` (owner and permissions of the file and
+//! its folders, sha256 against the lock, ELF/Mach-O structure, the build-info string: ABI major
+//! and panic strategy, pins), then `dlopen` with abi_stable's header, C-ABI self-test, version
+//! and layout checks, then the manifest.
+//!
+//! The file is opened once: every check reads that descriptor, and `dlopen` loads the same
+//! open file (`/proc/self/fd/N` on Linux; elsewhere a private copy of the checked bytes), so a
+//! file swapped at the path between the checks and the load is never the one loaded.
 
 use crate::error::PluginError;
-use crate::integrity::{check_permissions, check_structure};
+use crate::integrity::{check_folders, check_owner, check_permissions, check_structure};
 use crate::lock::{first_line, sha256_hex, Lock};
 use crate::sources::{Candidate, Origin};
 use abi_stable::library::{lib_header_from_path, LibraryError};
@@ -13,6 +17,7 @@ use cgcloud_plugin_api::proto::Manifest;
 use cgcloud_plugin_api::BuildInfo;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What is known about a plugin file after the checks that need no `dlopen`.
 #[derive(Debug, Clone)]
@@ -23,7 +28,24 @@ pub struct Inspected {
     /// The file's sha256: computed for files that need a lock entry (hashing costs about as
     /// much as loading), `None` for ad-hoc ones unless asked for.
     pub sha256: Option<String>,
+    /// The file as it was checked; loading goes through this descriptor, never the path again.
+    file: Arc<std::fs::File>,
 }
+
+/// Opens a plugin file for reading without blocking on a FIFO or device.
+fn open(path: &Path) -> Result<std::fs::File, PluginError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path).map_err(|e| PluginError::Io(path.to_path_buf(), e))
+}
+
+/// The largest plugin file read (a release plugin is a few MB).
+const MAX_PLUGIN_BYTES: u64 = 512 << 20;
 
 /// A loaded plugin.
 #[derive(Clone)]
@@ -40,10 +62,24 @@ pub fn inspect(
     pins: &BTreeMap<String, semver::VersionReq>,
     want_sha256: bool,
 ) -> Result<Inspected, PluginError> {
+    use std::io::Read as _;
     let path = &candidate.path;
-    let meta = std::fs::metadata(path).map_err(|e| PluginError::Io(path.clone(), e))?;
+    let file = open(path)?;
+    let meta = file.metadata().map_err(|e| PluginError::Io(path.clone(), e))?;
+    if !meta.is_file() {
+        return Err(PluginError::NotALibrary(path.clone()));
+    }
     check_permissions(path, &meta)?;
-    let bytes = std::fs::read(path).map_err(|e| PluginError::Io(path.clone(), e))?;
+    check_owner(path, &meta)?;
+    check_folders(path)?;
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_PLUGIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PluginError::Io(path.clone(), e))?;
+    if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+        return Err(PluginError::Corrupt(path.clone(), format!("larger than {MAX_PLUGIN_BYTES} bytes")));
+    }
     let needs_lock = candidate.origin.needs_lock() && lock.is_some();
     let sha256 = (want_sha256 || needs_lock).then(|| sha256_hex(&bytes));
     if let (true, Some(found)) = (needs_lock, &sha256) {
@@ -89,6 +125,7 @@ pub fn inspect(
         origin: candidate.origin,
         info,
         sha256,
+        file: Arc::new(file),
     })
 }
 
@@ -121,7 +158,12 @@ pub fn check_pin(
 pub fn load(inspected: Inspected) -> Result<Loaded, PluginError> {
     let path = inspected.path.clone();
     let name = inspected.info.name.clone();
-    let module = lib_header_from_path(&path)
+    let checked = checked_file(&inspected)?;
+    // NOTE: glibc's dlopen reuses a loaded library whose *name* matches: the descriptor behind
+    // `/proc/self/fd/N` must stay open for the process's life (loaded libraries are never
+    // unloaded anyway), or a later plugin opened on the same number would get this one.
+    std::mem::forget(Arc::clone(&inspected.file));
+    let module = lib_header_from_path(&checked)
         .and_then(|header| header.init_root_module::<PluginModRef>())
         .map_err(|e| library_error(&path, &name, e))?;
     if module.abi_major() != ABI_MAJOR {
@@ -155,6 +197,29 @@ pub fn load(inspected: Inspected) -> Result<Loaded, PluginError> {
         module,
         manifest,
     })
+}
+
+/// A path that names exactly the file [`inspect`] checked.
+#[cfg(target_os = "linux")]
+fn checked_file(inspected: &Inspected) -> Result<PathBuf, PluginError> {
+    use std::os::unix::io::AsRawFd;
+    Ok(PathBuf::from(format!("/proc/self/fd/{}", inspected.file.as_raw_fd())))
+}
+
+/// A path that names exactly the file [`inspect`] checked: a private copy of its bytes.
+#[cfg(not(target_os = "linux"))]
+fn checked_file(inspected: &Inspected) -> Result<PathBuf, PluginError> {
+    use std::io::{Seek, SeekFrom};
+    let err = |e| PluginError::Io(inspected.path.clone(), e);
+    let dir = tempfile::Builder::new().prefix("cgcloud-plugin-").tempdir().map_err(err)?;
+    let copy = dir.path().join(inspected.path.file_name().unwrap_or_default());
+    let mut from: &std::fs::File = &inspected.file;
+    from.seek(SeekFrom::Start(0)).map_err(err)?;
+    let mut to = std::fs::File::create(&copy).map_err(err)?;
+    std::io::copy(&mut from, &mut to).map_err(err)?;
+    // The library stays mapped after its file is gone; the folder is cgcloud's alone.
+    let _ = dir.keep();
+    Ok(copy)
 }
 
 fn library_error(path: &Path, name: &str, e: LibraryError) -> PluginError {

@@ -73,12 +73,26 @@ pub enum KeysCommand {
         #[command(flatten)]
         instance: super::args::InstanceArgs,
     },
+    /// Revoke a key pair: delete it from EC2 and tell the namespace's agents, which take its key
+    /// off every box within seconds (and at their next periodic refresh at the latest)
+    Revoke {
+        #[command(flatten)]
+        context: ContextArgs,
+        /// The key pair's name; `__me__` stands for your IAM user name (or CGCLOUD_ME)
+        #[arg(value_name = "NAME")]
+        keypair: String,
+        /// Do not ask for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
 }
 
 impl KeysCommand {
     pub fn context(&self) -> &ContextArgs {
         match self {
-            KeysCommand::Status { context, .. } | KeysCommand::Set { context, .. } => context,
+            KeysCommand::Status { context, .. } | KeysCommand::Set { context, .. } | KeysCommand::Revoke { context, .. } => {
+                context
+            }
         }
     }
 }
@@ -117,6 +131,29 @@ pub async fn keys(cmd: KeysCommand, g: &Globals) -> Result<i32> {
                 instance_id: instance.instance_id,
             };
             crate::ops::keys::set(&ctx, g, sel, &globs).await?;
+            Ok(0)
+        }
+        KeysCommand::Revoke { context, keypair, yes } => {
+            let ctx = Context::new(&context, g).await?;
+            let (name, fingerprint) = crate::ops::keys::revocable(&ctx, &keypair).await?;
+            ctx.shell.info(format!(
+                "key pair `{name}` (fingerprint {fingerprint}) is deleted from EC2; the agents take its key off every box"
+            ));
+            if !yes {
+                use std::io::IsTerminal as _;
+                if !std::io::stdin().is_terminal() {
+                    crate::bail_user!(
+                        "refusing to revoke key pair `{name}` without confirmation: standard input is not a terminal; \
+                         run `cgcloud keys revoke {name} -y`"
+                    );
+                }
+                let answer = super::security::ask(&format!("Revoke key pair `{name}`? Type `yes` to confirm: ")).await?;
+                if answer.trim() != "yes" {
+                    ctx.shell.info("nothing was revoked");
+                    return Ok(0);
+                }
+            }
+            crate::ops::keys::revoke(&ctx, &name).await?;
             Ok(0)
         }
     }

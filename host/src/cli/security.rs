@@ -96,7 +96,7 @@ async fn confirm(ctx: &Context, items: &[&Item], yes: bool, command: &str) -> Re
 }
 
 /// Shows `prompt` on the terminal and reads one line, waiting at most [`PROMPT_TIMEOUT`].
-async fn ask(prompt: &str) -> Result<String> {
+pub(super) async fn ask(prompt: &str) -> Result<String> {
     // NOTE: the prompt goes straight to stderr: it must stay on the line the answer is typed on,
     // which the shell's line-oriented output cannot do.
     let mut err = std::io::stderr().lock();

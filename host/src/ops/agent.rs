@@ -293,6 +293,63 @@ pub async fn wire(ctx: &Context, instance_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Takes the launch key out of `user`'s `authorized_keys` once the agent's own file holds it
+/// (waiting up to a minute for the agent's first refresh): from then on, deleting the launch
+/// key pair revokes it on this box like any other key. Lines people added by hand stay. When
+/// the agent does not take it over (its globs do not match the launch key pair, as for a box
+/// recreated by someone the image's globs leave out), the key stays and a warning says so.
+pub async fn hand_over_launch_key(ctx: &Context, remote: &Remote, instance_id: &str, user: &str, launch_key: &str) -> Result<()> {
+    let Some(data) = launch_key.split_whitespace().nth(1) else {
+        bail_user!("the launch key of `{instance_id}` is not an SSH public key");
+    };
+    let home = format!("$(getent passwd {} | cut -d: -f6)", quote(user));
+    let managed = format!("{home}/.ssh/{}", cgcloud_agent::MANAGED_FILE);
+    let has = format!("grep -qF -- {} \"{managed}\"", quote(data));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = remote.run(&format!("sudo -n sh -c {}", quote(&has))).await?;
+        if out.status == 0 {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            ctx.shell.warn(format!(
+                "the agent on `{instance_id}` did not take the launch key into its own file within 60s, so it stays in \
+                 `authorized_keys` and deleting its key pair will not revoke it there (are the box's key pair globs \
+                 leaving it out? see `sudo journalctl -u cgcloud-agent` on the box)"
+            ));
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let script = format!(
+        "set -e; f=\"{home}/.ssh/authorized_keys\"; [ -f \"$f\" ] || exit 0; t=$(mktemp -- \"$f.XXXXXXXX\"); \
+         trap 'rm -f -- \"$t\"' EXIT; grep -vF -- {data} \"$f\" > \"$t\" || true; chown --reference=\"$f\" -- \"$t\"; \
+         chmod --reference=\"$f\" -- \"$t\"; mv -f -- \"$t\" \"$f\"; trap - EXIT",
+        data = quote(data)
+    );
+    let out = remote.run(&format!("sudo -n sh -c {}", quote(&script))).await?;
+    if out.status != 0 {
+        bail_user!("{}", failure(instance_id, "take the launch key out of authorized_keys", &out));
+    }
+    Ok(())
+}
+
+/// Stops the agent and empties the key files it manages, so that an image of the box carries
+/// no personal keys (boxes made from it get theirs from their own agent). The agent starts
+/// again with the box.
+pub async fn clear_for_image(remote: &Remote, instance_id: &str, accounts: &[String]) -> Result<()> {
+    let mut script = String::from("set -e; systemctl stop cgcloud-agent.service");
+    for a in accounts {
+        let f = format!("$(getent passwd {} | cut -d: -f6)/.ssh/{}", quote(a), cgcloud_agent::MANAGED_FILE);
+        script.push_str(&format!("; if [ -f \"{f}\" ]; then : > \"{f}\"; fi"));
+    }
+    let out = remote.run(&format!("sudo -n sh -c {}", quote(&script))).await?;
+    if out.status != 0 {
+        bail_user!("{}", failure(instance_id, "clear the agent's key files before the image", &out));
+    }
+    Ok(())
+}
+
 /// Tells the namespace's agents that key pairs changed. Returns whether a topic existed.
 pub async fn notify(ctx: &Context, keypair: &str) -> Result<bool> {
     let sns = aws_sdk_sns::Client::new(ctx.aws.sdk());

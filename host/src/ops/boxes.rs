@@ -505,6 +505,24 @@ pub fn iam_for(ctx: &Context, data: &RoleData, enable_agent: bool) -> (Vec<Strin
     (features, policies)
 }
 
+/// The accounts whose keys the agent manages: the admin account and the role's default one.
+fn agent_accounts(data: &RoleData) -> Vec<String> {
+    let mut accounts = vec![data.admin_account.clone()];
+    if data.default_account != data.admin_account {
+        accounts.push(data.default_account.clone());
+    }
+    accounts
+}
+
+/// The launch key pair's public key (`<type> <base64>`).
+async fn launch_key(ctx: &Context, p: &Plan) -> Result<String> {
+    let name = &p.keypairs[0];
+    aws::key_pair(&ctx.aws.ec2(), name)
+        .await?
+        .and_then(|k| k.public_key().map(|s| s.trim().to_string()))
+        .ok_or_else(|| user_error!("EC2 no longer has the public key of the launch key pair `{name}`"))
+}
+
 /// The public keys of key pairs 2…n, installed once at first boot.
 async fn extra_public_keys(ctx: &Context, names: &[String]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
@@ -566,13 +584,11 @@ async fn provision(
             install_init_commands(&remote, id, &p.data.init_commands).await?;
         }
         if p.enable_agent {
-            let mut accounts = vec![p.data.admin_account.clone()];
-            if p.data.default_account != p.data.admin_account {
-                accounts.push(p.data.default_account.clone());
-            }
+            let accounts = agent_accounts(&p.data);
             if let Some(agent) = &p.agent {
                 super::agent::install(ctx, &remote, id, agent, &p.globs, &accounts).await?;
             }
+            super::agent::hand_over_launch_key(ctx, &remote, id, &p.data.admin_account, &launch_key(ctx, p).await?).await?;
         }
         t = phases.record("setup", t);
         if opts.upgrade {
@@ -587,6 +603,16 @@ async fn provision(
             t = phases.record("reboot", t2);
         }
     }
+    if opts.from_image.is_some() && p.enable_agent {
+        // A box from an image: its agent (from the image) takes over this instance's launch key.
+        super::agent::hand_over_launch_key(ctx, &remote, id, &p.data.admin_account, &launch_key(ctx, p).await?).await?;
+    }
+    if opts.create_image {
+        if p.enable_agent {
+            super::agent::clear_for_image(&remote, id, &agent_accounts(&p.data)).await?;
+        }
+        super::hostkeys::forget_user_data(&remote, id).await?;
+    }
     if let Ok(r) = Arc::try_unwrap(remote) {
         r.close().await;
     }
@@ -598,8 +624,13 @@ async fn provision(
         new_image = Some(img);
         t = phases.record("image", t);
         if !opts.terminate {
-            launch::start(ctx, id, opts.private_ip).await?;
-            t = phases.record("restart", t);
+            let (_, address) = launch::start(ctx, id, opts.private_ip).await?;
+            // The image holds the host key the box had; the box that goes on gets a new one.
+            let target = Target { instance_id: id.to_string(), address, user: p.data.admin_account.clone() };
+            let (r, t2) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
+            super::hostkeys::rotate(ctx, ssh, &r, id).await?;
+            r.close().await;
+            t = phases.record("restart", t2);
         }
     }
     let _ = t;

@@ -90,6 +90,16 @@ async fn console_host_key(ctx: &Context, id: &str) -> Result<Option<String>> {
 const CLOUD_INIT_USER_DATA: &str =
     "/var/lib/cloud/instances/*/user-data.txt /var/lib/cloud/instances/*/user-data.txt.i /var/lib/cloud/instances/*/cloud-config.txt /var/lib/cloud/instances/*/obj.pkl";
 
+/// Removes cloud-init's copies of the user data (cloud-init writes them again at each boot that
+/// fetches the user data anew), e.g. right before an image is made.
+pub async fn forget_user_data(remote: &Remote, id: &str) -> Result<()> {
+    let out = remote.run(&format!("sudo -n sh -c {}", quote(&format!("rm -f -- {CLOUD_INIT_USER_DATA}")))).await?;
+    if out.status != 0 {
+        bail_user!("{}", failure(id, "remove cloud-init's copies of the user data", &out));
+    }
+    Ok(())
+}
+
 /// Replaces the box's host key, over a connection verified with the key from user data, by an
 /// ed25519 key generated on the box; pins and publishes its public half, then removes
 /// cloud-init's copies of the user data. Existing connections stay up (sshd is reloaded).

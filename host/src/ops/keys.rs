@@ -131,3 +131,34 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
     ctx.shell.info(format!("box `{id}` now takes its keys from `{}`", resolved.join(" ")));
     Ok(())
 }
+
+/// The key pair `name` (`__me__` substituted) and its fingerprint, if it exists.
+pub async fn revocable(ctx: &Context, name: &str) -> Result<(String, String)> {
+    let name = ctx.resolve_keypair_name(name).await?;
+    match aws::key_pair(&ctx.aws.ec2(), &name).await? {
+        Some(k) => Ok((name, k.key_fingerprint().unwrap_or_default().to_string())),
+        None => crate::bail_user!("there is no key pair `{name}` in region {}", ctx.region),
+    }
+}
+
+/// Deletes key pair `name` from EC2 and notifies the namespace's agents, which remove its key
+/// from every box at once (or at their next periodic refresh, should the notification fail).
+pub async fn revoke(ctx: &Context, name: &str) -> Result<()> {
+    ctx.aws
+        .ec2()
+        .delete_key_pair()
+        .key_name(name)
+        .send()
+        .await
+        .aws(|| format!("failed to delete key pair `{name}`"))?;
+    ctx.shell.info(format!("deleted key pair `{name}`"));
+    match agent::notify(ctx, name).await {
+        Ok(true) => ctx.shell.info(format!("notified the agents of namespace `{}`", ctx.namespace)),
+        Ok(false) => {}
+        Err(e) => ctx.shell.warn(format!(
+            "{}; boxes drop the key at their next periodic refresh",
+            crate::errors::one_line(&e)
+        )),
+    }
+    Ok(())
+}

@@ -21,11 +21,40 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an orderly poweroff may take before the box is killed.
 pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where clouds keep their state unless `CGCLOUD_LOCALCLOUD_STATE` says otherwise.
+/// Where clouds keep their state unless `CGCLOUD_LOCALCLOUD_STATE` says otherwise: a folder
+/// only root may enter (never a world-writable place such as `/var/tmp`, where another user
+/// could plant links for the root daemon to follow).
 pub fn state_root() -> PathBuf {
     std::env::var_os("CGCLOUD_LOCALCLOUD_STATE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/cgcloud-localcloud"))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/cgcloud-localcloud"))
+}
+
+/// Makes [`state_root`] (root-owned, mode 0700) or checks that it is so.
+pub fn ensure_state_root() -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let root = state_root();
+    match std::fs::symlink_metadata(&root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = root.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("failed to create `{}`", parent.display()))?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&root)
+                .with_context(|| format!("failed to create `{}`", root.display()))?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("failed to inspect `{}`", root.display())),
+        Ok(m) if !m.file_type().is_dir() || m.uid() != 0 => anyhow::bail!(
+            "`{}` is not a folder owned by root (uid {}); remove it or set CGCLOUD_LOCALCLOUD_STATE",
+            root.display(),
+            m.uid()
+        ),
+        Ok(m) if m.mode() & 0o077 != 0 => std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("failed to make `{}` private", root.display()))?,
+        Ok(_) => {}
+    }
+    Ok(root)
 }
 
 /// The names and paths of one cloud's host objects.
@@ -207,23 +236,20 @@ fn boot_inner(
             work.display()
         ))
         .arg(&merged))?;
+    // The upper layer is the box's own: root inside it may have planted links, so nothing
+    // here follows one.
     for (path, mode, content) in &spec.files {
-        let p = merged.join(path.trim_start_matches('/'));
-        util::write_file(&p, content)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
-            .with_context(|| format!("failed to chmod `{}`", p.display()))?;
+        util::write_in_tree(&merged, path, *mode, content)?;
     }
-    let hosts_path = merged.join("etc/hosts");
     let (ip, name) = &spec.hosts_entry;
-    let hosts = std::fs::read_to_string(&hosts_path).unwrap_or_default();
+    let hosts = util::read_in_tree(&merged, "/etc/hosts");
     let mut hosts: String = hosts
         .lines()
         .filter(|l| !l.split_whitespace().skip(1).any(|h| h == name))
         .map(|l| format!("{l}\n"))
         .collect();
     hosts.push_str(&format!("{ip}\t{name}\n"));
-    util::write_file(&hosts_path, hosts.as_bytes())?;
+    util::write_in_tree(&merged, "/etc/hosts", 0o644, hosts.as_bytes())?;
     // Network: a veth pair from the hub bridge; no default route, so nothing leaves.
     let hub = l.hub_ns();
     let ns = l.box_ns(n);

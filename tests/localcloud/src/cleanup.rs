@@ -12,9 +12,7 @@ use std::time::Duration;
 
 /// Creates the state folder of a new cloud (`cid` given, or a fresh one).
 pub fn claim(cid: Option<&str>) -> Result<Layout> {
-    let root = state_root();
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("failed to create `{}`", root.display()))?;
+    let root = boxes::ensure_state_root()?;
     let pid = std::process::id();
     for attempt in 0..100u32 {
         let id = match cid {
@@ -164,16 +162,21 @@ pub fn remove_cloud(l: &Layout) {
     run_quiet(Command::new("ip").args(["netns", "del", &hub]));
     // Any mount left under the state folder (an overlay of a box whose number was lost).
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let dir = l.dir.to_string_lossy().into_owned();
-    for m in mounts
-        .lines()
-        .filter_map(|x| x.split(' ').nth(1))
-        .filter(|m| m.starts_with(&dir))
-    {
+    for m in mounts_under(&mounts, &l.dir) {
         run_quiet(Command::new("umount").arg("-l").arg(m));
     }
     let _ = std::fs::remove_dir_all(&l.dir);
     release_netns_mount();
+}
+
+/// The mount points in `mounts` (`/proc/self/mounts`) at or under `dir`, by whole path
+/// components: the state folder `…/3d5` never takes `…/3d57`'s mounts along.
+fn mounts_under<'a>(mounts: &'a str, dir: &std::path::Path) -> Vec<&'a str> {
+    mounts
+        .lines()
+        .filter_map(|x| x.split(' ').nth(1))
+        .filter(|m| std::path::Path::new(m).starts_with(dir))
+        .collect()
 }
 
 /// `ip netns add` bind-mounts /run/netns onto itself; drop that when no namespace is left.
@@ -222,4 +225,21 @@ pub fn down(cid: Option<&str>) -> Result<usize> {
     }
     reap_stale();
     Ok(count)
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::mounts_under;
+    use std::path::Path;
+
+    #[test]
+    fn unmounting_matches_whole_path_components() {
+        let mounts = "overlay /var/lib/cgcloud-localcloud/3d5/box1/merged overlay rw 0 0\n\
+                      overlay /var/lib/cgcloud-localcloud/3d57/box1/merged overlay rw 0 0\n\
+                      proc /proc proc rw 0 0\n";
+        assert_eq!(
+            mounts_under(mounts, Path::new("/var/lib/cgcloud-localcloud/3d5")),
+            ["/var/lib/cgcloud-localcloud/3d5/box1/merged"]
+        );
+    }
 }
