@@ -121,3 +121,39 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn atomic_writes_have_their_mode_from_the_start_and_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("plugins.lock");
+        // A planted file or link at a guessable temporary name changes nothing.
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join(".plugins.lock.tmp1")).unwrap();
+        write_atomic(&target, b"one\n", 0o600).unwrap();
+        write_atomic(&target, b"two\n", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "two\n");
+        assert_eq!(mode(&target), 0o644);
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 2, "only the target and the planted link: {names:?}");
+    }
+
+    #[test]
+    fn the_data_directory_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b/cgcloud");
+        ensure_private_dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o700);
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o700, "an existing open directory is made private");
+    }
+}

@@ -78,7 +78,7 @@ pub fn install(cx: &Cx<'_>, packages: &[String]) -> Result<()> {
     }
     let command = format!(
         "{APT_GET} {DPKG_OPTIONS} --no-install-recommends install {}",
-        join(packages)
+        join(packages)?
     );
     run(cx, PackageManager::Apt, &command)?;
     Ok(())

@@ -65,7 +65,7 @@ pub fn install(cx: &Cx<'_>, pm: PackageManager, packages: &[String]) -> Result<(
     if packages.is_empty() {
         return Ok(());
     }
-    run(cx, pm, &format!("{} install {}", dnf(pm), join(packages)))?;
+    run(cx, pm, &format!("{} install {}", dnf(pm), join(packages)?))?;
     let checkable: Vec<String> = packages
         .iter()
         .filter(|p| !p.starts_with('@') && !p.ends_with(".rpm"))
@@ -74,7 +74,7 @@ pub fn install(cx: &Cx<'_>, pm: PackageManager, packages: &[String]) -> Result<(
     if checkable.is_empty() {
         return Ok(());
     }
-    let command = format!("rpm -q --whatprovides {}", join(&checkable));
+    let command = format!("rpm -q --whatprovides {}", join(&checkable)?);
     let out = cx.run_unchecked(&command)?;
     if out.status == 0 {
         return Ok(());
