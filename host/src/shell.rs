@@ -108,11 +108,39 @@ impl Shell {
 
     /// Rows of data, the header first: on a terminal in aligned columns, elsewhere (a pipe, a
     /// file) as the original's tab-separated lines, which scripts read.
+    /// A table too wide for the terminal is shown as one block of `column  value` lines per row.
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
         let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-        let lines = if std::io::stdout().is_terminal() { aligned(&header, rows) } else { tab_separated(&header, rows) };
+        let lines = match terminal_width() {
+            Some(width) => {
+                let lines = aligned(&header, rows);
+                if lines.iter().all(|l| l.chars().count() <= width) {
+                    lines
+                } else {
+                    records(&header, rows)
+                }
+            }
+            None => tab_separated(&header, rows),
+        };
         for line in lines {
             self.out(line);
+        }
+    }
+
+    /// `(setting, value, source)` rows: on a terminal `setting  value  (source)`, the settings
+    /// aligned; elsewhere tab-separated lines under a `setting value from` header.
+    pub fn settings(&self, rows: &[(String, String, String)]) {
+        if terminal_width().is_some() {
+            let w = rows.iter().map(|(s, _, _)| s.chars().count()).max().unwrap_or(0);
+            for (s, v, f) in rows {
+                self.out(format!("{s}{}  {v}  ({f})", " ".repeat(w - s.chars().count())));
+            }
+        } else {
+            let header = ["setting".to_string(), "value".to_string(), "from".to_string()];
+            let table: Vec<Vec<String>> = rows.iter().map(|(s, v, f)| vec![s.clone(), v.clone(), f.clone()]).collect();
+            for line in tab_separated(&header, &table) {
+                self.out(line);
+            }
         }
     }
 
@@ -144,6 +172,30 @@ impl Shell {
             self.redraw(None);
         }
     }
+}
+
+/// The width of the terminal stdout is, or `None` when stdout is no terminal.
+fn terminal_width() -> Option<usize> {
+    let out = std::io::stdout();
+    if !out.is_terminal() {
+        return None;
+    }
+    Some(terminal_size::terminal_size_of(&out).map_or(80, |(w, _)| usize::from(w.0)))
+}
+
+/// One block per row: `column  value` lines, the columns aligned, a blank line between rows.
+fn records(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+    let w = header.iter().map(|h| h.chars().count()).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for (n, row) in rows.iter().enumerate() {
+        if n > 0 {
+            out.push(String::new());
+        }
+        for (h, cell) in header.iter().zip(row) {
+            out.push(format!("{h}{}  {cell}", " ".repeat(w - h.chars().count())));
+        }
+    }
+    out
 }
 
 fn tab_separated(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
@@ -188,5 +240,9 @@ mod tests {
             ["name         id            state", "a-long-role  i-1           running", "b            i-0123456789  stopped"]
         );
         assert_eq!(tab_separated(&header, &rows), ["name\tid\tstate", "a-long-role\ti-1\trunning", "b\ti-0123456789\tstopped"]);
+        assert_eq!(
+            records(&header, &rows),
+            ["name   a-long-role", "id     i-1", "state  running", "", "name   b", "id     i-0123456789", "state  stopped"]
+        );
     }
 }

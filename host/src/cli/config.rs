@@ -169,7 +169,13 @@ pub async fn run(args: ConfigArgs, g: &Globals) -> Result<i32> {
                 };
                 rows.add(&what, format!("{} ({} bytes, {glibc}, sha256 {})", a.path.display(), a.bytes.len(), &a.sha256[..12]), a.source);
             }
-            Err(e) => rows.add(&what, format!("missing: {}", crate::errors::one_line(&e)), "CGCLOUD_AGENT_BIN, the data directory, next to cgcloud"),
+            // The whole refusal is long; `create` shows it where it matters. Here: what to do.
+            Err(_) if std::env::var_os("CGCLOUD_AGENT_BIN").is_none() => rows.add(
+                &what,
+                format!("missing: {}", agent::build_hint(&data_dir, arch)),
+                "CGCLOUD_AGENT_BIN, the data directory, next to cgcloud",
+            ),
+            Err(e) => rows.add(&what, format!("unusable: {}", crate::errors::one_line(&e)), "CGCLOUD_AGENT_BIN"),
         }
     }
     let interval = agent::interval()?;
@@ -200,8 +206,7 @@ pub async fn run(args: ConfigArgs, g: &Globals) -> Result<i32> {
         let list: Vec<Value> = rows.0.iter().map(|(w, v, f)| json!({"setting": w, "value": v, "from": f})).collect();
         g.shell.json(&Value::Array(list));
     } else {
-        let table: Vec<Vec<String>> = rows.0.into_iter().map(|(w, v, f)| vec![w, v, f]).collect();
-        g.shell.table(&["setting", "value", "from"], &table);
+        g.shell.settings(&rows.0);
     }
     Ok(0)
 }
