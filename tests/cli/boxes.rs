@@ -153,6 +153,18 @@ fn core_sequence(role: &str) {
     let o = c.run(&["image", role]);
     assert_success(&o);
     let image = stdout(&o).trim().to_string();
+    // `stop` readied the disk: the image (the local cloud keeps it as a folder) carries no
+    // personal keys and no copy of the user data.
+    c.cloud.sync().unwrap();
+    let layer = cgcloud_localcloud::boxes::state_root().join(c.cloud.cid()).join("images").join(&image).join("layer");
+    assert!(layer.is_dir(), "the image's files are at `{}`", layer.display());
+    let keys = std::fs::read_to_string(layer.join("home/admin/.ssh/authorized_keys.cgcloud")).expect("the agent's key file is in the image");
+    assert!(keys.trim().is_empty(), "the agent's key file in the image is empty: {keys}");
+    let authorized = std::fs::read_to_string(layer.join("home/admin/.ssh/authorized_keys")).expect("cloud-init's authorized_keys is in the image");
+    let mine = std::fs::read_to_string(c.key.with_extension("pub")).unwrap();
+    assert!(!authorized.contains(mine.split_whitespace().nth(1).unwrap()), "no launch key in the image: {authorized}");
+    assert!(layer.join(format!("var/lib/cloud/instances/{id}")).is_dir(), "cloud-init's folder of the instance is in the image");
+    assert!(!layer.join(format!("var/lib/cloud/instances/{id}/user-data.txt")).exists(), "no user data in the image");
     assert_eq!(c.own_image_ids(), vec![image.clone()]);
     let body = c.ec2(&[("Action", "DescribeImages"), ("ImageId.1", &image)]);
     assert!(body.contains("<key>generation</key><value>1</value>") || body.contains("generation"), "{body}");

@@ -58,6 +58,10 @@ pub struct ImageArgs {
     pub role: String,
     #[command(flatten)]
     pub instance: InstanceArgs,
+    /// Image a box that `cgcloud stop` did not prepare (its disk may still hold its agent's
+    /// keys and cloud-init's copy of its user data)
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub async fn list_images(args: ListImagesArgs, g: &Globals) -> Result<()> {

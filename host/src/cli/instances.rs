@@ -230,7 +230,7 @@ async fn start_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_
     Ok(())
 }
 
-async fn stop_box(ctx: &Context, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
+async fn stop_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
     instances::check_owned(ctx, i)?;
     if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Running) {
@@ -238,6 +238,16 @@ async fn stop_box(ctx: &Context, i: &aws_sdk_ec2::types::Instance) -> Result<()>
             "box `{id}` is `{}`, not running",
             crate::aws::state_of(i).map(|s| s.as_str().to_string()).unwrap_or_default()
         );
+    }
+    // Ready the disk for an image: no personal keys, no user data. A box that does not answer
+    // is stopped all the same; `cgcloud image` then asks for --force.
+    match prepare_for_image(ctx, data, i).await {
+        Ok(()) => {}
+        Err(e) => ctx.shell.warn(format!(
+            "{}; stopping `{id}` anyway, but its disk may still hold its agent's keys and cloud-init's copy of its \
+             user data (`cgcloud image` asks for --force)",
+            crate::errors::one_line(&e)
+        )),
     }
     launch::stop(ctx, id).await?;
     ctx.shell.info(format!("stopped `{id}`"));
@@ -253,8 +263,8 @@ pub async fn start(args: StartArgs, g: &Globals) -> Result<i32> {
 
 pub async fn stop(args: StopArgs, g: &Globals) -> Result<i32> {
     let ctx = Context::new(&args.context, g).await?;
-    let (_, _, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
-    stop_box(&ctx, &i).await?;
+    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    stop_box(&ctx, &data, &i).await?;
     Ok(0)
 }
 
@@ -264,7 +274,7 @@ pub async fn reboot(args: RebootArgs, g: &Globals) -> Result<i32> {
     instances::check_owned(&ctx, &i)?;
     // Refused before the stop if cgcloud cannot verify the box's host key afterwards.
     crate::ops::hostkeys::ensure_pinned(&ctx, &boxes::ssh_settings(None)?, &i).await?;
-    stop_box(&ctx, &i).await?;
+    stop_box(&ctx, &data, &i).await?;
     let i = crate::aws::instance_by_id(&ctx.aws.ec2(), i.instance_id().unwrap_or_default())
         .await?
         .ok_or_else(|| crate::user_error!("the box disappeared while it was stopped"))?;
@@ -282,10 +292,64 @@ pub async fn image(args: super::images::ImageArgs, g: &Globals) -> Result<i32> {
     };
     let (handle, data, i) = bind_with_role(&ctx, g, &args.role, sel).await?;
     instances::check_owned(&ctx, &i)?;
+    if !args.force && !ready_for_image(&i) {
+        crate::bail_user!(
+            "box `{}` was not stopped by `cgcloud stop` since it last started, so its disk may still hold its agent's keys \
+             and cloud-init's copy of its user data, which the image would carry; start it and stop it with `cgcloud stop`, \
+             or pass --force",
+            i.instance_id().unwrap_or_default()
+        );
+    }
     let options = instance_options(&i, &data);
     let id = boxes::image(&ctx, &handle, i.instance_id().unwrap_or_default(), &data, &options).await?;
     g.shell.out(id);
     Ok(0)
+}
+
+/// Readies a running box's disk for an image: stops its agent and empties the key files it
+/// manages, removes cloud-init's copies of the user data, and records that in the
+/// `cgcloud:image-ready` tag. The agent starts again with the box.
+async fn prepare_for_image(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
+    use crate::ops::hostkeys;
+    let id = i.instance_id().unwrap_or_default();
+    let ssh = boxes::ssh_settings(None)?;
+    let target = access::target(ctx, &ssh, i, &data.admin_account).await?;
+    let remote = crate::ssh::remote::Remote::connect(&ssh, &target, std::time::Duration::from_secs(60), &ctx.shell).await?;
+    let result = async {
+        if crate::aws::tag(i.tags(), "enable_agent") == Some("True") {
+            let mut accounts = vec![data.admin_account.clone()];
+            if data.default_account != data.admin_account {
+                accounts.push(data.default_account.clone());
+            }
+            crate::ops::agent::clear_for_image(&remote, id, &accounts).await?;
+        }
+        hostkeys::forget_user_data(&remote, id).await
+    }
+    .await;
+    remote.close().await;
+    result?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    ctx.aws
+        .ec2()
+        .create_tags()
+        .resources(id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(hostkeys::IMAGE_READY_TAG).value(now).build())
+        .send()
+        .await
+        .map_err(|e| crate::user_error!("failed to tag `{id}`: {}", crate::aws::describe(&e)))?;
+    Ok(())
+}
+
+/// Whether `cgcloud stop` readied the box's disk since the box last started (EC2's launch time
+/// is the time of the last start).
+fn ready_for_image(i: &aws_sdk_ec2::types::Instance) -> bool {
+    let Some(ready) = crate::aws::tag(i.tags(), crate::ops::hostkeys::IMAGE_READY_TAG)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    else {
+        return false;
+    };
+    let started = i.launch_time().map(|t| t.secs()).unwrap_or(i64::MAX);
+    ready.timestamp() >= started
 }
 
 fn login(data: &cgcloud_plugin_host::RoleData, l: &super::args::LoginArgs) -> Result<String> {

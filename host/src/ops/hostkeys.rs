@@ -90,6 +90,9 @@ async fn console_host_key(ctx: &Context, id: &str) -> Result<Option<String>> {
 const CLOUD_INIT_USER_DATA: &str =
     "/var/lib/cloud/instances/*/user-data.txt /var/lib/cloud/instances/*/user-data.txt.i /var/lib/cloud/instances/*/cloud-config.txt /var/lib/cloud/instances/*/obj.pkl";
 
+/// Instance tag `cgcloud stop` sets once the box's disk is ready for an image (RFC 3339 time).
+pub const IMAGE_READY_TAG: &str = "cgcloud:image-ready";
+
 /// Removes cloud-init's copies of the user data (cloud-init writes them again at each boot that
 /// fetches the user data anew), e.g. right before an image is made.
 pub async fn forget_user_data(remote: &Remote, id: &str) -> Result<()> {
