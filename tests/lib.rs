@@ -20,8 +20,16 @@ pub fn moto() -> &'static Moto {
 pub fn cgcloud_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its own path");
     // target/<profile>/deps/<test> -> target/<profile>/cgcloud
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("cgcloud")).expect("target layout");
-    assert!(bin.exists(), "`{}` is missing: run `cargo build --workspace` before the tests", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("cgcloud"))
+        .expect("target layout");
+    assert!(
+        bin.exists(),
+        "`{}` is missing: run `cargo build --workspace` before the tests",
+        bin.display()
+    );
     bin
 }
 
@@ -30,8 +38,16 @@ pub fn cgcloud_bin() -> PathBuf {
 pub fn agent_bin() -> PathBuf {
     let bin = cgcloud_bin();
     // target/debug/cgcloud -> target/agent/cgcloud-agent
-    let agent = bin.parent().and_then(Path::parent).map(|t| t.join("agent/cgcloud-agent")).expect("target layout");
-    assert!(agent.exists(), "`{}` is missing: run `cargo build --profile agent -p cgcloud-agent` before the tests", agent.display());
+    let agent = bin
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("agent/cgcloud-agent"))
+        .expect("target layout");
+    assert!(
+        agent.exists(),
+        "`{}` is missing: run `cargo build --profile agent -p cgcloud-agent` before the tests",
+        agent.display()
+    );
     agent
 }
 
@@ -51,9 +67,16 @@ impl World {
 
     /// A world on a given moto server (e.g. one started with its own AMI catalogue).
     pub fn on(moto: &'static Moto, user: &str) -> World {
-        let account = moto.new_account(user).unwrap_or_else(|e| panic!("new moto account: {e}"));
+        let account = moto
+            .new_account(user)
+            .unwrap_or_else(|e| panic!("new moto account: {e}"));
         let home = tempfile::tempdir().expect("a temporary home directory");
-        World { moto, account, home, last_launch: Default::default() }
+        World {
+            moto,
+            account,
+            home,
+            last_launch: Default::default(),
+        }
     }
 
     /// `cgcloud ARGS…` with an environment that reaches moto only: this account's credentials,
@@ -76,7 +99,9 @@ impl World {
     pub fn ec2(&self, pairs: &[(&str, &str)]) -> String {
         let mut all = pairs.to_vec();
         all.push(("Version", "2016-11-15"));
-        self.moto.call(&self.account.id, "ec2", &form(&all)).unwrap_or_else(|e| panic!("EC2 call failed: {e}"))
+        self.moto
+            .call(&self.account.id, "ec2", &form(&all))
+            .unwrap_or_else(|e| panic!("EC2 call failed: {e}"))
     }
 
     /// One EC2 call that is expected to fail; returns the error body.
@@ -102,7 +127,10 @@ pub fn bare_cgcloud(home: &Path, args: &[&str]) -> Command {
     c.env("HOME", home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-aws-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-aws-credentials"),
+        )
         .env("CGCLOUD_CONFIG", home.join("cgcloud.toml"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"));
@@ -110,7 +138,8 @@ pub fn bare_cgcloud(home: &Path, args: &[&str]) -> Command {
 }
 
 pub fn run(mut c: Command) -> Output {
-    c.output().unwrap_or_else(|e| panic!("failed to run {c:?}: {e}"))
+    c.output()
+        .unwrap_or_else(|e| panic!("failed to run {c:?}: {e}"))
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -125,15 +154,30 @@ pub fn stderr(o: &Output) -> String {
 #[track_caller]
 pub fn assert_user_error(o: &Output, needle: &str) {
     let err = stderr(o);
-    assert_eq!(o.status.code(), Some(255), "expected exit 255; stderr: {err}; stdout: {}", stdout(o));
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "expected exit 255; stderr: {err}; stdout: {}",
+        stdout(o)
+    );
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("ERROR: ")).collect();
     assert_eq!(errors.len(), 1, "expected one ERROR line, got: {err}");
-    assert!(errors[0].contains(needle), "expected `{needle}` in: {}", errors[0]);
+    assert!(
+        errors[0].contains(needle),
+        "expected `{needle}` in: {}",
+        errors[0]
+    );
 }
 
 #[track_caller]
 pub fn assert_success(o: &Output) {
-    assert!(o.status.success(), "cgcloud failed ({:?}); stderr: {}; stdout: {}", o.status.code(), stderr(o), stdout(o));
+    assert!(
+        o.status.success(),
+        "cgcloud failed ({:?}); stderr: {}; stdout: {}",
+        o.status.code(),
+        stderr(o),
+        stdout(o)
+    );
 }
 
 /// Makes an SSH key pair of `kind` (rsa, ed25519) in `dir` with ssh-keygen; returns the
@@ -141,7 +185,17 @@ pub fn assert_success(o: &Output) {
 pub fn ssh_keygen(dir: &Path, name: &str, kind: &str) -> PathBuf {
     let path = dir.join(name);
     let mut c = Command::new("ssh-keygen");
-    c.args(["-q", "-N", "", "-C", &format!("{name}@test"), "-t", kind, "-f"]).arg(&path);
+    c.args([
+        "-q",
+        "-N",
+        "",
+        "-C",
+        &format!("{name}@test"),
+        "-t",
+        kind,
+        "-f",
+    ])
+    .arg(&path);
     if kind == "rsa" {
         c.args(["-b", "2048"]);
     }
@@ -180,10 +234,19 @@ impl World {
             ("TagSpecification.1.Tag.1.Value".into(), name_tag.into()),
         ];
         for (n, (k, v)) in tags.iter().enumerate() {
-            pairs.push((format!("TagSpecification.1.Tag.{}.Key", n + 2), k.to_string()));
-            pairs.push((format!("TagSpecification.1.Tag.{}.Value", n + 2), v.to_string()));
+            pairs.push((
+                format!("TagSpecification.1.Tag.{}.Key", n + 2),
+                k.to_string(),
+            ));
+            pairs.push((
+                format!("TagSpecification.1.Tag.{}.Value", n + 2),
+                v.to_string(),
+            ));
         }
-        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let body = self.ec2(&refs);
         // The gap counts from when RunInstances returned: on a loaded machine a slow call could
         // otherwise be stamped later than the next one.
@@ -194,7 +257,10 @@ impl World {
     /// The state name of an instance, as EC2 reports it.
     pub fn instance_state(&self, id: &str) -> String {
         let body = self.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", id)]);
-        let state = body.split("<instanceState>").nth(1).expect("an instanceState");
+        let state = body
+            .split("<instanceState>")
+            .nth(1)
+            .expect("an instanceState");
         xml_field(state, "name").expect("a state name")
     }
 }

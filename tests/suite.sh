@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (as root, no AWS account): installs what
-# the tests need (Debian packages, moto from PyPI), builds the workspace, runs every test.
+# the tests need (Debian packages, moto from PyPI), checks format and lints, runs the README's
+# demo, builds the workspace, runs every test.
 # Nothing here talks to AWS: the tests start their own AWS emulator (moto_server) on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,11 @@ hash -r
 
 # Never let an SDK probe instance metadata (a non-loopback address) for credentials or region.
 export AWS_EC2_METADATA_DISABLED=true
+
+# Format and lints first: they fail fast and need no box.
+say "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The README's first command, before anything else is built: on CI this is a clean clone with
 # an empty cargo target, so the demo must build everything it uses, as it must for a new user.

@@ -365,8 +365,7 @@ impl Agent {
     /// refresh, refresh if notified or due. Returns the reconcile result if one ran.
     pub async fn step(&mut self) -> Option<anyhow::Result<Reconciled>> {
         let cap = self.config.interval;
-        if self.config.notifications && self.queue.is_none() && Instant::now() >= self.next_wiring
-        {
+        if self.config.notifications && self.queue.is_none() && Instant::now() >= self.next_wiring {
             match self.ensure_wiring().await {
                 Ok(w) => {
                     log::info(format!("listening on `{}`", w.queue_url));

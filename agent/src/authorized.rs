@@ -137,7 +137,11 @@ pub fn render(keys: &[ManagedKey]) -> String {
          # Add keys by hand to ~/.ssh/authorized_keys instead; cgcloud never changes that file.\n",
     );
     for k in keys {
-        out.push_str(&format!("{} cgcloud:{}\n", k.line, comment_safe(&k.keypair)));
+        out.push_str(&format!(
+            "{} cgcloud:{}\n",
+            k.line,
+            comment_safe(&k.keypair)
+        ));
     }
     out
 }
@@ -147,7 +151,13 @@ pub fn render(keys: &[ManagedKey]) -> String {
 /// `A-Za-z0-9._@+=:,/-` becomes `_`.
 fn comment_safe(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._@+=:,/-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._@+=:,/-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -316,7 +326,10 @@ mod tests {
         };
         let text = render(&[k]);
         let keys: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(keys, ["ssh-ed25519 AAAAreal cgcloud:eve_ssh-ed25519_AAAAforged_attacker_command=_sh_"]);
+        assert_eq!(
+            keys,
+            ["ssh-ed25519 AAAAreal cgcloud:eve_ssh-ed25519_AAAAforged_attacker_command=_sh_"]
+        );
     }
 
     fn me(home: &Path) -> Account {

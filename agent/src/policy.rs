@@ -114,8 +114,14 @@ mod tests {
         );
         // The box tags only itself and reads only the queue tagged with its own ARN.
         let st = p["Statement"].as_array().unwrap();
-        let tags = st.iter().find(|s| s["Sid"] == "AcknowledgeAppliedKeys").unwrap();
-        assert_eq!(tags["Condition"]["StringEquals"]["aws:ARN"], "${ec2:SourceInstanceARN}");
+        let tags = st
+            .iter()
+            .find(|s| s["Sid"] == "AcknowledgeAppliedKeys")
+            .unwrap();
+        assert_eq!(
+            tags["Condition"]["StringEquals"]["aws:ARN"],
+            "${ec2:SourceInstanceARN}"
+        );
         let queue = st.iter().find(|s| s["Sid"] == "OwnQueue").unwrap();
         assert_eq!(
             queue["Condition"]["StringEquals"]["aws:ResourceTag/cgcloud:instance-arn"],

@@ -113,7 +113,10 @@ pub async fn find_instance_queue(
         anyhow!("there is no notification queue `{name}` for this instance (cgcloud makes it when it creates the box)")
     })?;
     let queue_arn = queue_arn(sqs, &queue_url, &name).await?;
-    Ok(InstanceQueue { queue_url, queue_arn })
+    Ok(InstanceQueue {
+        queue_url,
+        queue_arn,
+    })
 }
 
 /// Creates the topic, the instance's queue (long poll 20 s, one hour retention, tagged

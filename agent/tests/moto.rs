@@ -188,12 +188,31 @@ async fn publish_reaches_the_instance_queue_and_wiring_is_idempotent() {
     assert_eq!(w.queue_url, again.queue_url);
     // The queue carries its instance's ARN (the agent's policy matches it), and the agent
     // finds it.
-    let tags = c.sqs.list_queue_tags().queue_url(&w.queue_url).send().await.unwrap();
-    assert_eq!(tags.tags().and_then(|t| t.get("cgcloud:instance-arn")), Some(&instance_arn(I1)));
-    let found = cgcloud_agent::find_instance_queue(&c.sqs, &n, I1).await.unwrap();
-    assert_eq!((found.queue_url, found.queue_arn), (w.queue_url.clone(), w.queue_arn.clone()));
-    let none = cgcloud_agent::find_instance_queue(&c.sqs, &n, I2).await.unwrap_err();
-    assert!(format!("{none:#}").contains("cgcloud makes it when it creates the box"), "{none:#}");
+    let tags = c
+        .sqs
+        .list_queue_tags()
+        .queue_url(&w.queue_url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags.tags().and_then(|t| t.get("cgcloud:instance-arn")),
+        Some(&instance_arn(I1))
+    );
+    let found = cgcloud_agent::find_instance_queue(&c.sqs, &n, I1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (found.queue_url, found.queue_arn),
+        (w.queue_url.clone(), w.queue_arn.clone())
+    );
+    let none = cgcloud_agent::find_instance_queue(&c.sqs, &n, I2)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{none:#}").contains("cgcloud makes it when it creates the box"),
+        "{none:#}"
+    );
     assert!(
         w.topic_arn.ends_with(&format!(":{}", topic_name(&n))),
         "{}",
@@ -453,9 +472,15 @@ async fn one_agent_iteration_writes_keys_reacts_to_notifications_and_acknowledge
     // cgcloud wires the instance when it creates the box; the agent finds the queue.
     {
         let c = clients(&account);
-        ensure_instance_wiring(&c.sqs, &c.sns, &ns("/alice/"), &instance, &instance_arn(&instance))
-            .await
-            .unwrap();
+        ensure_instance_wiring(
+            &c.sqs,
+            &c.sns,
+            &ns("/alice/"),
+            &instance,
+            &instance_arn(&instance),
+        )
+        .await
+        .unwrap();
     }
     let mut agent = Agent::with_clients(
         config(&instance, &["alice", "@@ops", "@ghost"], accounts, 300),

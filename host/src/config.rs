@@ -32,9 +32,17 @@ pub const MAX_TIMEOUT_SECONDS: u64 = 7 * 86_400;
 /// The waits of the box lifecycle: `(key, default seconds, what it bounds)`.
 pub const TIMEOUTS: &[(&str, u64, &str)] = &[
     ("running", 600, "pending to running"),
-    ("address", 300, "until the instance has the address cgcloud connects to"),
+    (
+        "address",
+        300,
+        "until the instance has the address cgcloud connects to",
+    ),
     ("ssh", 600, "until SSH answers with the pinned host key"),
-    ("cloud_init", 1200, "until `cloud-init status --wait` returns"),
+    (
+        "cloud_init",
+        1200,
+        "until `cloud-init status --wait` returns",
+    ),
     ("stop", 900, "running to stopped"),
     ("image", 3600, "until a new image is available"),
     ("terminate", 600, "until a terminated instance is gone"),
@@ -69,7 +77,10 @@ impl<'de> Deserialize<'de> for TimeoutKey {
             Ok(TimeoutKey(s))
         } else {
             let known: Vec<&str> = TIMEOUTS.iter().map(|(k, _, _)| *k).collect();
-            Err(serde::de::Error::custom(format!("unknown wait `{s}` in `[timeouts]`; known: {}", known.join(", "))))
+            Err(serde::de::Error::custom(format!(
+                "unknown wait `{s}` in `[timeouts]`; known: {}",
+                known.join(", ")
+            )))
         }
     }
 }
@@ -88,6 +99,9 @@ impl<'de> Deserialize<'de> for Seconds {
             .ok_or_else(|| serde::de::Error::custom(format!("a timeout is a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS}, not `{v}`")))
     }
 }
+
+/// Each wait's seconds and where they came from: `(key, seconds, source)`.
+pub type TimeoutSources = Vec<(&'static str, u64, Source)>;
 
 /// Where a value came from, as `cgcloud config` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +138,8 @@ impl Config {
         if let Some(p) = std::env::var_os("CGCLOUD_CONFIG").filter(|p| !p.is_empty()) {
             return Some(PathBuf::from(p));
         }
-        directories::ProjectDirs::from("", "", "cgcloud").map(|d| d.config_dir().join("config.toml"))
+        directories::ProjectDirs::from("", "", "cgcloud")
+            .map(|d| d.config_dir().join("config.toml"))
     }
 
     /// The configuration of this invocation, read and checked on first use.
@@ -134,13 +149,23 @@ impl Config {
 
     /// Reads and checks the file at [`Config::path`]; a missing file is an empty configuration.
     fn read() -> Result<Config> {
-        let Some(path) = Config::path() else { return Ok(Config::default()) };
+        let Some(path) = Config::path() else {
+            return Ok(Config::default());
+        };
         let text = match crate::fsutil::read_small_text(&path, 1 << 20) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Config { path: Some(path), ..Config::default() })
+                return Ok(Config {
+                    path: Some(path),
+                    ..Config::default()
+                })
             }
-            Err(e) => return Err(user_error!("failed to read the configuration file `{}`: {e}", path.display())),
+            Err(e) => {
+                return Err(user_error!(
+                    "failed to read the configuration file `{}`: {e}",
+                    path.display()
+                ))
+            }
         };
         let here = |e: toml::de::Error| {
             let at = e.span().map(|s| {
@@ -157,7 +182,12 @@ impl Config {
         };
         let table: toml::Table = toml::from_str(&text).map_err(here)?;
         let file: FileConfig = toml::from_str(&text).map_err(here)?;
-        Ok(Config { path: Some(path), exists: true, table, file })
+        Ok(Config {
+            path: Some(path),
+            exists: true,
+            table,
+            file,
+        })
     }
 
     pub fn plugins_section(&self) -> Option<&toml::Value> {
@@ -174,33 +204,62 @@ impl Config {
         if let Some(p) = std::env::var_os("CGCLOUD_SSH_CONFIG").filter(|p| !p.is_empty()) {
             return Some((PathBuf::from(p), Source::Env("CGCLOUD_SSH_CONFIG".into())));
         }
-        let file = self.path.clone().map(Source::File).unwrap_or(Source::Default);
-        self.file.ssh_config.as_deref().map(|p| (expand_home(p), file))
+        let file = self
+            .path
+            .clone()
+            .map(Source::File)
+            .unwrap_or(Source::Default);
+        self.file
+            .ssh_config
+            .as_deref()
+            .map(|p| (expand_home(p), file))
     }
 
     /// The timeouts in force, each with where it came from; a bad environment value is an error.
-    pub fn timeouts(&self) -> Result<(Timeouts, Vec<(&'static str, u64, Source)>)> {
+    pub fn timeouts(&self) -> Result<(Timeouts, TimeoutSources)> {
         let section = self.file.timeouts.clone().unwrap_or_default();
-        let known: Vec<String> = TIMEOUTS.iter().map(|(k, _, _)| format!("CGCLOUD_TIMEOUT_{}", k.to_uppercase())).collect();
+        let known: Vec<String> = TIMEOUTS
+            .iter()
+            .map(|(k, _, _)| format!("CGCLOUD_TIMEOUT_{}", k.to_uppercase()))
+            .collect();
         for (var, _) in std::env::vars_os() {
             let var = var.to_string_lossy();
             if var.starts_with("CGCLOUD_TIMEOUT_") && !known.iter().any(|k| *k == var) {
-                return Err(user_error!("`{var}` is not a wait cgcloud knows; the waits are {}", known.join(", ")));
+                return Err(user_error!(
+                    "`{var}` is not a wait cgcloud knows; the waits are {}",
+                    known.join(", ")
+                ));
             }
         }
         let mut values = Vec::new();
         for (key, default, _) in TIMEOUTS {
             let var = format!("CGCLOUD_TIMEOUT_{}", key.to_uppercase());
             let (secs, source) = match std::env::var_os(&var) {
-                Some(v) => (parse_seconds(&var, &v.to_string_lossy(), MAX_TIMEOUT_SECONDS)?, Source::Env(var)),
+                Some(v) => (
+                    parse_seconds(&var, &v.to_string_lossy(), MAX_TIMEOUT_SECONDS)?,
+                    Source::Env(var),
+                ),
                 None => match section.get(&TimeoutKey(key.to_string())) {
-                    Some(s) => (s.0, self.path.clone().map(Source::File).unwrap_or(Source::Default)),
+                    Some(s) => (
+                        s.0,
+                        self.path
+                            .clone()
+                            .map(Source::File)
+                            .unwrap_or(Source::Default),
+                    ),
                     None => (*default, Source::Default),
                 },
             };
             values.push((*key, secs, source));
         }
-        let get = |k: &str| Duration::from_secs(values.iter().find(|(key, _, _)| *key == k).map_or(1, |(_, s, _)| *s));
+        let get = |k: &str| {
+            Duration::from_secs(
+                values
+                    .iter()
+                    .find(|(key, _, _)| *key == k)
+                    .map_or(1, |(_, s, _)| *s),
+            )
+        };
         let t = Timeouts {
             running: get("running"),
             address: get("address"),
@@ -221,7 +280,12 @@ pub fn parse_seconds(var: &str, value: &str, max: u64) -> Result<u64> {
         .parse::<u64>()
         .ok()
         .filter(|n| (1..=max).contains(n))
-        .ok_or_else(|| user_error!("{var} must be a whole number of seconds from 1 to {max}, not `{}`", value.escape_debug()))
+        .ok_or_else(|| {
+            user_error!(
+                "{var} must be a whole number of seconds from 1 to {max}, not `{}`",
+                value.escape_debug()
+            )
+        })
 }
 
 fn expand_home(p: &str) -> PathBuf {
@@ -284,7 +348,14 @@ pub fn timeouts() -> &'static Timeouts {
     match loaded() {
         Ok(l) => &l.timeouts,
         Err(_) => DEFAULTS.get_or_init(|| {
-            let d = |k: &str| Duration::from_secs(TIMEOUTS.iter().find(|(key, _, _)| *key == k).map_or(600, |t| t.1));
+            let d = |k: &str| {
+                Duration::from_secs(
+                    TIMEOUTS
+                        .iter()
+                        .find(|(key, _, _)| *key == k)
+                        .map_or(600, |t| t.1),
+                )
+            };
             Timeouts {
                 running: d("running"),
                 address: d("address"),
@@ -336,8 +407,13 @@ mod tests {
     fn environment_seconds_are_checked() {
         assert_eq!(parse_seconds("X", " 30 ", 60).unwrap(), 30);
         for bad in ["0", "-1", "61", "1e3", "", "18446744073709551616", "nan"] {
-            let e = parse_seconds("CGCLOUD_TIMEOUT_SSH", bad, 60).unwrap_err().to_string();
-            assert!(e.starts_with("CGCLOUD_TIMEOUT_SSH must be a whole number of seconds from 1 to 60"), "{e}");
+            let e = parse_seconds("CGCLOUD_TIMEOUT_SSH", bad, 60)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("CGCLOUD_TIMEOUT_SSH must be a whole number of seconds from 1 to 60"),
+                "{e}"
+            );
         }
     }
 }

@@ -36,7 +36,8 @@ impl Globals {
 /// valid name: `-n /Bad/` or `-n foo` is refused before credentials or other arguments matter.
 pub fn prevalidate_namespace(template: &str) -> Result<()> {
     let probe = names::substitute_me(template, "me", true);
-    Namespace::parse(&probe).map_err(|_| user_error!("invalid namespace `{template}`: {NAMESPACE_RULE}"))?;
+    Namespace::parse(&probe)
+        .map_err(|_| user_error!("invalid namespace `{template}`: {NAMESPACE_RULE}"))?;
     Ok(())
 }
 
@@ -84,7 +85,10 @@ impl Context {
                 args.namespace
             )
         })?;
-        ctx.shell.debug(format!("namespace {}, zone {}, region {}", ctx.namespace, ctx.zone, ctx.region));
+        ctx.shell.debug(format!(
+            "namespace {}, zone {}, region {}",
+            ctx.namespace, ctx.zone, ctx.region
+        ));
         Ok(ctx)
     }
 
@@ -105,7 +109,11 @@ impl Context {
 
     /// A context on a moto server, signing with `account`'s key, in `namespace` and us-east-1a.
     #[cfg(test)]
-    pub async fn for_moto(moto: &cgcloud_moto::Moto, account: &cgcloud_moto::Account, namespace: &str) -> Context {
+    pub async fn for_moto(
+        moto: &cgcloud_moto::Moto,
+        account: &cgcloud_moto::Account,
+        namespace: &str,
+    ) -> Context {
         let creds = aws_sdk_ec2::config::Credentials::new(
             &account.access_key_id,
             &account.secret_access_key,
@@ -119,7 +127,11 @@ impl Context {
             .credentials_provider(creds)
             .load()
             .await;
-        Context::with_aws(Aws::from_sdk_config(sdk), Namespace::parse(namespace).expect("a valid test namespace"), "us-east-1a")
+        Context::with_aws(
+            Aws::from_sdk_config(sdk),
+            Namespace::parse(namespace).expect("a valid test namespace"),
+            "us-east-1a",
+        )
     }
 
     /// Who "me" is: `CGCLOUD_ME`, else the IAM user or assumed-role session behind the
@@ -153,11 +165,15 @@ impl Context {
 
     /// The account and ARN behind the credentials in use.
     pub async fn identity(&self) -> Result<&CallerIdentity> {
-        self.identity.get_or_try_init(|| aws::caller_identity(&self.aws)).await
+        self.identity
+            .get_or_try_init(|| aws::caller_identity(&self.aws))
+            .await
     }
 
     /// The AWS name of `name` in this namespace.
     pub fn aws_name(&self, name: &str) -> Result<String> {
-        self.namespace.to_aws_name(name).map_err(|e| user_error!("{e}"))
+        self.namespace
+            .to_aws_name(name)
+            .map_err(|e| user_error!("{e}"))
     }
 }

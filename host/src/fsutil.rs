@@ -19,11 +19,18 @@ pub fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
         return Err(invalid(what.to_string()));
     }
     // O_NONBLOCK: should the path have been swapped for a FIFO since, opening does not hang.
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc_o_nonblock()).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(invalid("not a regular file".to_string()));
     }

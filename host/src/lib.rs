@@ -12,8 +12,8 @@
 //! - `shell` → every line shown to the user; `errors` → result type and exit codes
 //! - `names` → image references and image names (namespace grammar lives in `cgcloud_common`)
 
-pub mod cli;
 mod aws;
+pub mod cli;
 mod config;
 mod ctx;
 mod errors;
@@ -39,7 +39,11 @@ pub fn main() -> i32 {
         }
     };
     let shell = shell::Shell::new(cli.quiet, cli.debug);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             shell.error(format!("failed to start the async runtime: {e}"));
@@ -48,7 +52,10 @@ pub fn main() -> i32 {
     };
     let mut plugin_paths = cli.plugins.clone();
     plugin_paths.extend(cli.scripts.iter().cloned());
-    let globals = ctx::Globals { shell: shell.clone(), plugin_paths };
+    let globals = ctx::Globals {
+        shell: shell.clone(),
+        plugin_paths,
+    };
     let code = match runtime.block_on(cli::run(cli, globals)) {
         Ok(code) => code,
         Err(e) => {

@@ -14,13 +14,16 @@ pub enum ImageRef {
 
 fn ami_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$").expect("the AMI ID pattern is valid"))
+    RE.get_or_init(|| {
+        Regex::new(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$").expect("the AMI ID pattern is valid")
+    })
 }
 
 fn timestamp_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$").expect("the image timestamp pattern is valid")
+        Regex::new(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$")
+            .expect("the image timestamp pattern is valid")
     })
 }
 
@@ -67,7 +70,10 @@ mod tests {
     fn image_refs_accept_both_ami_lengths_and_ordinals() {
         assert_eq!(ImageRef::parse("-1"), Ok(ImageRef::Ordinal(-1)));
         assert_eq!(ImageRef::parse("3"), Ok(ImageRef::Ordinal(3)));
-        assert_eq!(ImageRef::parse("ami-1e749f67"), Ok(ImageRef::Ami("ami-1e749f67".into())));
+        assert_eq!(
+            ImageRef::parse("ami-1e749f67"),
+            Ok(ImageRef::Ami("ami-1e749f67".into()))
+        );
         assert_eq!(
             ImageRef::parse("ami-0123456789abcdef0"),
             Ok(ImageRef::Ami("ami-0123456789abcdef0".into()))

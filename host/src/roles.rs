@@ -30,16 +30,26 @@ pub fn sources(g: &Globals) -> Result<PluginSources> {
     let config = g.config()?;
     let data_dir = data_dir()?;
     let env = std::env::var_os("CGCLOUD_PLUGIN_PATH");
-    Ok(PluginSources::from_config(g.plugin_paths.clone(), env.as_deref(), config.plugins_section(), data_dir)?)
+    Ok(PluginSources::from_config(
+        g.plugin_paths.clone(),
+        env.as_deref(),
+        config.plugins_section(),
+        data_dir,
+    )?)
 }
 
 /// cgcloud's data directory (`CGCLOUD_DATA_DIR`, else the platform's), created private (0700)
 /// if it is missing and made private if it is not.
 pub fn data_dir() -> Result<PathBuf> {
-    let dir = cgcloud_plugin_host::default_data_dir()
-        .ok_or_else(|| user_error!("cannot tell where cgcloud's data directory is: set CGCLOUD_DATA_DIR or HOME"))?;
-    cgcloud_plugin_host::ensure_private_dir(&dir)
-        .map_err(|e| user_error!("cannot use `{}` as cgcloud's data directory: {e}", dir.display()))?;
+    let dir = cgcloud_plugin_host::default_data_dir().ok_or_else(|| {
+        user_error!("cannot tell where cgcloud's data directory is: set CGCLOUD_DATA_DIR or HOME")
+    })?;
+    cgcloud_plugin_host::ensure_private_dir(&dir).map_err(|e| {
+        user_error!(
+            "cannot use `{}` as cgcloud's data directory: {e}",
+            dir.display()
+        )
+    })?;
     Ok(dir)
 }
 
@@ -61,7 +71,11 @@ impl Roles {
             .into_iter()
             .map(|summary| {
                 let data = self.declared(&summary.qualified)?;
-                Ok(RoleView { image_prefix: data.image_name_prefix, options: data.options, summary })
+                Ok(RoleView {
+                    image_prefix: data.image_name_prefix,
+                    options: data.options,
+                    summary,
+                })
             })
             .collect()
     }

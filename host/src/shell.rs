@@ -24,8 +24,15 @@ pub struct Shell {
 
 impl Shell {
     pub fn new(quiet: bool, debug: bool) -> Shell {
-        let live = !quiet && std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb");
-        Shell { quiet, debug, live, statuses: Statuses::default() }
+        let live = !quiet
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_some_and(|t| t != "dumb");
+        Shell {
+            quiet,
+            debug,
+            live,
+            statuses: Statuses::default(),
+        }
     }
 
     /// Sets the phase of a box's status line (a plain log line when stderr is no terminal).
@@ -50,7 +57,10 @@ impl Shell {
     /// Removes a box's status line.
     pub fn status_done(&self, label: &str) {
         if self.live {
-            self.statuses.lock().unwrap_or_else(|e| e.into_inner()).retain(|(l, _, _)| l != label);
+            self.statuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(l, _, _)| l != label);
             self.redraw(None);
         }
     }
@@ -78,7 +88,11 @@ impl Shell {
             let _ = writeln!(err, "{l}");
         }
         for (label, phase, since) in st.iter() {
-            let _ = writeln!(err, "\x1b[2m{label}: {phase} ({:.0}s)\x1b[0m", since.elapsed().as_secs_f64());
+            let _ = writeln!(
+                err,
+                "\x1b[2m{label}: {phase} ({:.0}s)\x1b[0m",
+                since.elapsed().as_secs_f64()
+            );
         }
         if drawn > 0 {
             let _ = write!(err, "\x1b[{drawn}A");
@@ -87,7 +101,13 @@ impl Shell {
     }
 
     fn err_line(&self, line: String) {
-        if self.live && !self.statuses.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        if self.live
+            && !self
+                .statuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        {
             self.redraw(Some(&line));
         } else {
             eprintln!("{line}");
@@ -103,7 +123,10 @@ impl Shell {
 
     /// A JSON document on stdout, pretty-printed.
     pub fn json(&self, value: &serde_json::Value) {
-        self.out(serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+        self.out(
+            serde_json::to_string_pretty(value)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+        );
     }
 
     /// Rows of data, the header first: on a terminal in aligned columns, elsewhere (a pipe, a
@@ -131,13 +154,27 @@ impl Shell {
     /// aligned; elsewhere tab-separated lines under a `setting value from` header.
     pub fn settings(&self, rows: &[(String, String, String)]) {
         if terminal_width().is_some() {
-            let w = rows.iter().map(|(s, _, _)| s.chars().count()).max().unwrap_or(0);
+            let w = rows
+                .iter()
+                .map(|(s, _, _)| s.chars().count())
+                .max()
+                .unwrap_or(0);
             for (s, v, f) in rows {
-                self.out(format!("{s}{}  {v}  ({f})", " ".repeat(w - s.chars().count())));
+                self.out(format!(
+                    "{s}{}  {v}  ({f})",
+                    " ".repeat(w - s.chars().count())
+                ));
             }
         } else {
-            let header = ["setting".to_string(), "value".to_string(), "from".to_string()];
-            let table: Vec<Vec<String>> = rows.iter().map(|(s, v, f)| vec![s.clone(), v.clone(), f.clone()]).collect();
+            let header = [
+                "setting".to_string(),
+                "value".to_string(),
+                "from".to_string(),
+            ];
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|(s, v, f)| vec![s.clone(), v.clone(), f.clone()])
+                .collect();
             for line in tab_separated(&header, &table) {
                 self.out(line);
             }
@@ -166,7 +203,10 @@ impl Shell {
     /// The error line, always shown.
     pub fn error(&self, line: impl AsRef<str>) {
         // An error ends the run: the status lines go, the error stays.
-        self.statuses.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.err_line(format!("ERROR: {}", line.as_ref()));
         if self.live {
             self.redraw(None);
@@ -199,15 +239,26 @@ fn records(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
 }
 
 fn tab_separated(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
-    std::iter::once(header).chain(rows.iter().map(Vec::as_slice)).map(|r| r.join("\t")).collect()
+    std::iter::once(header)
+        .chain(rows.iter().map(Vec::as_slice))
+        .map(|r| r.join("\t"))
+        .collect()
 }
 
 /// Columns padded to their widest cell, two spaces apart, the last one unpadded.
 fn aligned(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
-    let all: Vec<&[String]> = std::iter::once(header).chain(rows.iter().map(Vec::as_slice)).collect();
+    let all: Vec<&[String]> = std::iter::once(header)
+        .chain(rows.iter().map(Vec::as_slice))
+        .collect();
     let columns = all.iter().map(|r| r.len()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| all.iter().filter_map(|r| r.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            all.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     all.iter()
         .map(|row| {
@@ -228,21 +279,45 @@ mod tests {
     use super::*;
 
     fn cells(rows: &[&[&str]]) -> Vec<Vec<String>> {
-        rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
+        rows.iter()
+            .map(|r| r.iter().map(|c| c.to_string()).collect())
+            .collect()
     }
 
     #[test]
     fn tables_align_on_a_terminal_and_stay_tab_separated_elsewhere() {
         let header = vec!["name".to_string(), "id".to_string(), "state".to_string()];
-        let rows = cells(&[&["a-long-role", "i-1", "running"], &["b", "i-0123456789", "stopped"]]);
+        let rows = cells(&[
+            &["a-long-role", "i-1", "running"],
+            &["b", "i-0123456789", "stopped"],
+        ]);
         assert_eq!(
             aligned(&header, &rows),
-            ["name         id            state", "a-long-role  i-1           running", "b            i-0123456789  stopped"]
+            [
+                "name         id            state",
+                "a-long-role  i-1           running",
+                "b            i-0123456789  stopped"
+            ]
         );
-        assert_eq!(tab_separated(&header, &rows), ["name\tid\tstate", "a-long-role\ti-1\trunning", "b\ti-0123456789\tstopped"]);
+        assert_eq!(
+            tab_separated(&header, &rows),
+            [
+                "name\tid\tstate",
+                "a-long-role\ti-1\trunning",
+                "b\ti-0123456789\tstopped"
+            ]
+        );
         assert_eq!(
             records(&header, &rows),
-            ["name   a-long-role", "id     i-1", "state  running", "", "name   b", "id     i-0123456789", "state  stopped"]
+            [
+                "name   a-long-role",
+                "id     i-1",
+                "state  running",
+                "",
+                "name   b",
+                "id     i-0123456789",
+                "state  stopped"
+            ]
         );
     }
 }

@@ -20,10 +20,23 @@ fn eventually(c: &Cloud, limit: Duration, what: &str, mut f: impl FnMut() -> boo
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let mut cmd = c.cgcloud(&["ssh", ROLE, "sudo", "journalctl", "-u", "cgcloud-agent", "--no-pager", "-n", "30"]);
+    let mut cmd = c.cgcloud(&[
+        "ssh",
+        ROLE,
+        "sudo",
+        "journalctl",
+        "-u",
+        "cgcloud-agent",
+        "--no-pager",
+        "-n",
+        "30",
+    ]);
     cmd.env("CGCLOUD_SSH_KEY", &c.key);
     let log = run(cmd);
-    panic!("{what} did not happen within {limit:?}; the agent's journal:\n{}", stdout(&log));
+    panic!(
+        "{what} did not happen within {limit:?}; the agent's journal:\n{}",
+        stdout(&log)
+    );
 }
 
 /// Whether `key` logs in to the box as its admin account.
@@ -54,91 +67,223 @@ fn the_agent_keeps_keys_in_sync_and_survives_a_kill() {
     assert_success(&o);
     let o = c.run(&["ssh", ROLE, "systemctl", "is-active", "cgcloud-agent"]);
     if stdout(&o).trim() != "active" {
-        let log = c.run(&["ssh", ROLE, "sudo", "journalctl", "-u", "cgcloud-agent", "--no-pager", "-n", "40"]);
-        panic!("the agent is not running as a systemd service ({}):\n{}", stdout(&o).trim(), stdout(&log));
+        let log = c.run(&[
+            "ssh",
+            ROLE,
+            "sudo",
+            "journalctl",
+            "-u",
+            "cgcloud-agent",
+            "--no-pager",
+            "-n",
+            "40",
+        ]);
+        panic!(
+            "the agent is not running as a systemd service ({}):\n{}",
+            stdout(&o).trim(),
+            stdout(&log)
+        );
     }
     assert!(!key_logs_in(&c, &bob), "bob's key is not registered yet");
 
     // register-key pushes: the new key matching `team-*` works on the box soon after.
-    assert_success(&c.run(&["register-key", bob.with_extension("pub").to_str().unwrap(), "-k", "team-bob"]));
-    let took = eventually(&c, Duration::from_secs(60), "bob's key logging in", || key_logs_in(&c, &bob));
-    eprintln!("bob's key worked {took:?} after register-key returned");
-    eventually(&c, Duration::from_secs(60), "keys status showing the box converged", || {
-        let o = c.run(&["keys", "status", "--json"]);
-        let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_default();
-        rows.as_array().is_some_and(|r| r.len() == 1 && r[0]["status"] == "converged")
+    assert_success(&c.run(&[
+        "register-key",
+        bob.with_extension("pub").to_str().unwrap(),
+        "-k",
+        "team-bob",
+    ]));
+    let took = eventually(&c, Duration::from_secs(60), "bob's key logging in", || {
+        key_logs_in(&c, &bob)
     });
+    eprintln!("bob's key worked {took:?} after register-key returned");
+    eventually(
+        &c,
+        Duration::from_secs(60),
+        "keys status showing the box converged",
+        || {
+            let o = c.run(&["keys", "status", "--json"]);
+            let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_default();
+            rows.as_array()
+                .is_some_and(|r| r.len() == 1 && r[0]["status"] == "converged")
+        },
+    );
     assert_eq!(queue_names(&c).len(), 1, "the box has its queue");
 
     // A key pair deleted behind cgcloud's back loses its access within the reconcile interval.
     c.ec2(&[("Action", "DeleteKeyPair"), ("KeyName", "team-bob")]);
-    eventually(&c, Duration::from_secs(60), "bob's key being refused", || !key_logs_in(&c, &bob));
+    eventually(
+        &c,
+        Duration::from_secs(60),
+        "bob's key being refused",
+        || !key_logs_in(&c, &bob),
+    );
     assert!(key_logs_in(&c, &c.key), "the launch key still works");
 
     // Killed, the agent is restarted by systemd and converges again.
-    let o = c.run(&["ssh", ROLE, "sudo", "systemctl", "kill", "--signal=KILL", "cgcloud-agent"]);
+    let o = c.run(&[
+        "ssh",
+        ROLE,
+        "sudo",
+        "systemctl",
+        "kill",
+        "--signal=KILL",
+        "cgcloud-agent",
+    ]);
     assert_success(&o);
-    assert_success(&c.run(&["register-key", carol.with_extension("pub").to_str().unwrap(), "-k", "team-carol"]));
-    eventually(&c, Duration::from_secs(90), "carol's key logging in after the agent was killed", || key_logs_in(&c, &carol));
-    let o = c.run(&["ssh", ROLE, "systemctl", "show", "-p", "NRestarts", "cgcloud-agent"]);
-    assert_ne!(stdout(&o).trim(), "NRestarts=0", "systemd restarted the agent");
+    assert_success(&c.run(&[
+        "register-key",
+        carol.with_extension("pub").to_str().unwrap(),
+        "-k",
+        "team-carol",
+    ]));
+    eventually(
+        &c,
+        Duration::from_secs(90),
+        "carol's key logging in after the agent was killed",
+        || key_logs_in(&c, &carol),
+    );
+    let o = c.run(&[
+        "ssh",
+        ROLE,
+        "systemctl",
+        "show",
+        "-p",
+        "NRestarts",
+        "cgcloud-agent",
+    ]);
+    assert_ne!(
+        stdout(&o).trim(),
+        "NRestarts=0",
+        "systemd restarted the agent"
+    );
 
     // Terminating the box removes its queue.
     assert_success(&c.run(&["terminate", ROLE]));
-    assert!(queue_names(&c).is_empty(), "the queue is gone: {:?}", queue_names(&c));
+    assert!(
+        queue_names(&c).is_empty(),
+        "the queue is gone: {:?}",
+        queue_names(&c)
+    );
 }
 
 #[test]
 fn keys_set_changes_the_globs_of_a_running_box() {
     let c = Cloud::start();
     let dave = ssh_keygen(c.home.path(), "dave", "ed25519");
-    assert_success(&c.run(&["register-key", dave.with_extension("pub").to_str().unwrap(), "-k", "dave"]));
+    assert_success(&c.run(&[
+        "register-key",
+        dave.with_extension("pub").to_str().unwrap(),
+        "-k",
+        "dave",
+    ]));
     let mut create = c.cgcloud(&["create", ROLE]);
     create.env("CGCLOUD_AGENT_INTERVAL", "3");
     let o = run(create);
     assert_success(&o);
     // The release agent travels compressed, at most 10 MiB before compression.
-    let line = stderr(&o).lines().find(|l| l.contains("uploading cgcloud-agent from")).map(str::to_string);
+    let line = stderr(&o)
+        .lines()
+        .find(|l| l.contains("uploading cgcloud-agent from"))
+        .map(str::to_string);
     let line = line.unwrap_or_else(|| panic!("create says what it uploads: {}", stderr(&o)));
-    assert!(line.contains("agents/x86_64/cgcloud-agent"), "the agent comes from the data directory: {line}");
-    let numbers: Vec<u64> = line.split(['(', ' ', ',']).filter_map(|w| w.parse().ok()).collect();
-    let [size, packed] = numbers[..] else { panic!("two sizes in: {line}") };
+    assert!(
+        line.contains("agents/x86_64/cgcloud-agent"),
+        "the agent comes from the data directory: {line}"
+    );
+    let numbers: Vec<u64> = line
+        .split(['(', ' ', ','])
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [size, packed] = numbers[..] else {
+        panic!("two sizes in: {line}")
+    };
     assert!(size <= 10 << 20 && packed < size, "{line}");
     assert!(!key_logs_in(&c, &dave));
     // The box has this agent already: `keys set` does not upload it again.
     let o = c.run(&["keys", "set", ROLE, "tester", "dave"]);
     assert_success(&o);
-    assert!(stderr(&o).contains("already has this cgcloud-agent"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("uploading cgcloud-agent"), "{}", stderr(&o));
-    eventually(&c, Duration::from_secs(60), "dave's key logging in after keys set", || key_logs_in(&c, &dave));
+    assert!(
+        stderr(&o).contains("already has this cgcloud-agent"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("uploading cgcloud-agent"),
+        "{}",
+        stderr(&o)
+    );
+    eventually(
+        &c,
+        Duration::from_secs(60),
+        "dave's key logging in after keys set",
+        || key_logs_in(&c, &dave),
+    );
     // `update-instance-profile` applies the IAM that `create` gave this agent box: key changes
     // keep reaching it. Dave's key pair now holds a new key, which logs in within seconds.
     assert_success(&c.run(&["update-instance-profile", ROLE]));
     let iam = |pairs: &[(&str, &str)]| {
         let mut all = pairs.to_vec();
         all.push(("Version", "2010-05-08"));
-        c.cloud.moto().call_in(&c.cloud.account().id, cgcloud_localcloud::REGION, "iam", &form(&all)).unwrap()
+        c.cloud
+            .moto()
+            .call_in(
+                &c.cloud.account().id,
+                cgcloud_localcloud::REGION,
+                "iam",
+                &form(&all),
+            )
+            .unwrap()
     };
     let profiles = iam(&[("Action", "ListInstanceProfiles")]);
     let roles = xml_fields(&profiles, "RoleName");
-    assert_eq!(roles.len(), 1, "one role in the box's instance profile: {profiles}");
-    let policies = xml_fields(&iam(&[("Action", "ListRolePolicies"), ("RoleName", &roles[0])]), "member");
-    assert!(policies.contains(&"cgcloud_agent".to_string()), "the agent's policy stays: {policies:?}");
+    assert_eq!(
+        roles.len(),
+        1,
+        "one role in the box's instance profile: {profiles}"
+    );
+    let policies = xml_fields(
+        &iam(&[("Action", "ListRolePolicies"), ("RoleName", &roles[0])]),
+        "member",
+    );
+    assert!(
+        policies.contains(&"cgcloud_agent".to_string()),
+        "the agent's policy stays: {policies:?}"
+    );
     let dave2 = ssh_keygen(c.home.path(), "dave2", "ed25519");
-    assert_success(&c.run(&["register-key", dave2.with_extension("pub").to_str().unwrap(), "-k", "dave", "--force"]));
-    eventually(&c, Duration::from_secs(30), "dave's new key logging in after update-instance-profile", || {
-        key_logs_in(&c, &dave2)
-    });
+    assert_success(&c.run(&[
+        "register-key",
+        dave2.with_extension("pub").to_str().unwrap(),
+        "-k",
+        "dave",
+        "--force",
+    ]));
+    eventually(
+        &c,
+        Duration::from_secs(30),
+        "dave's new key logging in after update-instance-profile",
+        || key_logs_in(&c, &dave2),
+    );
     let o = c.run(&["show", ROLE, "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(shown["tags"]["cgcloud:keypairs"], "tester dave");
 
     // Terminated behind cgcloud's back, the box leaves its queue; `cleanup` removes it.
     let id = shown["instance_id"].as_str().unwrap().to_string();
-    eventually(&c, Duration::from_secs(30), "the agent's queue", || queue_names(&c).len() == 1);
+    eventually(&c, Duration::from_secs(30), "the agent's queue", || {
+        queue_names(&c).len() == 1
+    });
     c.ec2(&[("Action", "TerminateInstances"), ("InstanceId.1", &id)]);
     let o = c.run(&["cleanup", "-y"]);
     assert_success(&o);
-    assert!(stdout(&o).contains("agent-queue"), "cleanup lists the queue: {}", stdout(&o));
-    assert!(queue_names(&c).is_empty(), "the leftover queue is gone: {:?}", queue_names(&c));
+    assert!(
+        stdout(&o).contains("agent-queue"),
+        "cleanup lists the queue: {}",
+        stdout(&o)
+    );
+    assert!(
+        queue_names(&c).is_empty(),
+        "the leftover queue is gone: {:?}",
+        queue_names(&c)
+    );
 }

@@ -18,7 +18,8 @@ pub struct Cloud {
 
 impl Cloud {
     pub fn start() -> Cloud {
-        let cloud = LocalCloud::start().unwrap_or_else(|e| panic!("the local cloud did not start: {e:#}"));
+        let cloud =
+            LocalCloud::start().unwrap_or_else(|e| panic!("the local cloud did not start: {e:#}"));
         let home = tempfile::tempdir().unwrap();
         let key = ssh_keygen(home.path(), "id_ed25519", "ed25519");
         // The release agent, where cgcloud looks for the agent of x86_64 boxes.
@@ -26,7 +27,10 @@ impl Cloud {
         std::fs::create_dir_all(&agents).unwrap();
         std::fs::copy(agent_bin(), agents.join("cgcloud-agent")).unwrap();
         let c = Cloud { cloud, home, key };
-        let o = c.run(&["register-key", c.key.with_extension("pub").to_str().unwrap()]);
+        let o = c.run(&[
+            "register-key",
+            c.key.with_extension("pub").to_str().unwrap(),
+        ]);
         assert_success(&o);
         c
     }
@@ -48,28 +52,45 @@ impl Cloud {
     pub fn ec2(&self, pairs: &[(&str, &str)]) -> String {
         let mut all = pairs.to_vec();
         all.push(("Version", "2016-11-15"));
-        self.cloud.ec2(&form(&all)).unwrap_or_else(|e| panic!("EC2 call failed: {e:#}"))
+        self.cloud
+            .ec2(&form(&all))
+            .unwrap_or_else(|e| panic!("EC2 call failed: {e:#}"))
     }
 
     fn instance_states(&self) -> Vec<(String, String)> {
         let body = self.ec2(&[("Action", "DescribeInstances")]);
         body.split("<instancesSet>")
             .skip(1)
-            .flat_map(|set| set.split("<item>").skip(1).map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|set| {
+                set.split("<item>")
+                    .skip(1)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .filter_map(|item| {
                 let id = xml_field(&item, "instanceId")?;
-                let state = item.split("<instanceState>").nth(1).and_then(|s| xml_field(s, "name"))?;
+                let state = item
+                    .split("<instanceState>")
+                    .nth(1)
+                    .and_then(|s| xml_field(s, "name"))?;
                 Some((id, state))
             })
             .collect()
     }
 
     fn state_of(&self, id: &str) -> String {
-        self.instance_states().into_iter().find(|(i, _)| i == id).map(|(_, s)| s).unwrap_or_default()
+        self.instance_states()
+            .into_iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, s)| s)
+            .unwrap_or_default()
     }
 
     fn own_image_ids(&self) -> Vec<String> {
-        xml_fields(&self.ec2(&[("Action", "DescribeImages"), ("Owner.1", "self")]), "imageId")
+        xml_fields(
+            &self.ec2(&[("Action", "DescribeImages"), ("Owner.1", "self")]),
+            "imageId",
+        )
     }
 
     fn known_hosts(&self) -> String {
@@ -86,19 +107,31 @@ fn created(o: &Output) -> Value {
 fn fixture_plugin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let target = BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
         let target = root.join("target/plugin-fixtures/cli");
         let manifest = root.join("tests/cli/fixtures/setup-panics/Cargo.toml");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let o = run({
             let mut c = Command::new(cargo);
-            c.args(["build", "--quiet", "--manifest-path"]).arg(&manifest).arg("--target-dir").arg(&target);
+            c.args(["build", "--quiet", "--manifest-path"])
+                .arg(&manifest)
+                .arg("--target-dir")
+                .arg(&target);
             c
         });
-        assert!(o.status.success(), "building the fixture plugin failed: {}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "building the fixture plugin failed: {}",
+            stderr(&o)
+        );
         target
     });
-    target.join("debug").join(format!("lib{}.so", name.replace('-', "_")))
+    target
+        .join("debug")
+        .join(format!("lib{}.so", name.replace('-', "_")))
 }
 
 fn core_sequence(role: &str) {
@@ -107,29 +140,53 @@ fn core_sequence(role: &str) {
     let first = created(&o);
     let id = first["instance_id"].as_str().unwrap().to_string();
     assert_eq!(c.state_of(&id), "running");
-    assert!(c.known_hosts().starts_with(&format!("{id} ssh-ed25519 ")), "the host key is pinned by instance ID");
-    for phase in ["api", "pending-to-running", "boot-to-ssh", "cloud-init", "setup"] {
-        assert!(first["phases"][phase].is_number(), "phase {phase} timed: {first}");
+    assert!(
+        c.known_hosts().starts_with(&format!("{id} ssh-ed25519 ")),
+        "the host key is pinned by instance ID"
+    );
+    for phase in [
+        "api",
+        "pending-to-running",
+        "boot-to-ssh",
+        "cloud-init",
+        "setup",
+    ] {
+        assert!(
+            first["phases"][phase].is_number(),
+            "phase {phase} timed: {first}"
+        );
     }
 
     let o = c.run(&["ssh", role, "uname", "-s"]);
     assert_success(&o);
     assert_eq!(stdout(&o).trim(), "Linux");
     let o = c.run(&["ssh", role, "exit", "7"]);
-    assert_eq!(o.status.code(), Some(7), "the remote exit status is passed through");
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "the remote exit status is passed through"
+    );
     // cgcloud's user data passes cloud-init's own schema check (the user data as EC2 holds it,
     // checked on the box; cgcloud removes cloud-init's own copy once the host key is replaced),
     // and cloud-init logged no schema warning at boot.
-    let body = c.ec2(&[("Action", "DescribeInstanceAttribute"), ("InstanceId", &id), ("Attribute", "userData")]);
-    let encoded = xml_field(body.split("<userData>").nth(1).unwrap_or_default(), "value").expect("user data");
+    let body = c.ec2(&[
+        ("Action", "DescribeInstanceAttribute"),
+        ("InstanceId", &id),
+        ("Attribute", "userData"),
+    ]);
+    let encoded =
+        xml_field(body.split("<userData>").nth(1).unwrap_or_default(), "value").expect("user data");
     let user_data = c.home.path().join("user-data");
     let decoded = run({
         let mut cmd = Command::new("base64");
-        cmd.arg("-d").stdin(std::fs::File::open({
-            let p = c.home.path().join("user-data.b64");
-            std::fs::write(&p, &encoded).unwrap();
-            p
-        }).unwrap());
+        cmd.arg("-d").stdin(
+            std::fs::File::open({
+                let p = c.home.path().join("user-data.b64");
+                std::fs::write(&p, &encoded).unwrap();
+                p
+            })
+            .unwrap(),
+        );
         cmd
     });
     std::fs::write(&user_data, &decoded.stdout).unwrap();
@@ -138,13 +195,30 @@ fn core_sequence(role: &str) {
     assert_success(&o);
     // (Debian 12's cloud-init says "Valid cloud-config: user-data", newer ones "Valid schema".)
     let said = stdout(&o);
-    assert!(said.contains("Valid cloud-config") || said.contains("Valid schema"), "{said}{}", stderr(&o));
+    assert!(
+        said.contains("Valid cloud-config") || said.contains("Valid schema"),
+        "{said}{}",
+        stderr(&o)
+    );
     assert!(!said.to_lowercase().contains("error"), "{said}");
-    let o = c.run(&["ssh", role, "sudo grep -ciE 'invalid cloud-config|failed schema validation' /var/log/cloud-init.log"]);
-    assert_eq!(stdout(&o).trim(), "0", "cloud-init logged schema trouble: {}", stdout(&o));
+    let o = c.run(&[
+        "ssh",
+        role,
+        "sudo grep -ciE 'invalid cloud-config|failed schema validation' /var/log/cloud-init.log",
+    ]);
+    assert_eq!(
+        stdout(&o).trim(),
+        "0",
+        "cloud-init logged schema trouble: {}",
+        stdout(&o)
+    );
 
     let local = c.home.path().join("payload");
-    std::fs::write(&local, "a file that must survive stop, image and recreate\n").unwrap();
+    std::fs::write(
+        &local,
+        "a file that must survive stop, image and recreate\n",
+    )
+    .unwrap();
     assert_success(&c.run(&["rsync", role, "-a", local.to_str().unwrap(), ":payload"]));
     assert_success(&c.run(&["ssh", role, "touch", "created-by-ssh"]));
 
@@ -156,22 +230,55 @@ fn core_sequence(role: &str) {
     // `stop` readied the disk: the image (the local cloud keeps it as a folder) carries no
     // personal keys and no copy of the user data.
     c.cloud.sync().unwrap();
-    let layer = cgcloud_localcloud::boxes::state_root().join(c.cloud.cid()).join("images").join(&image).join("layer");
-    assert!(layer.is_dir(), "the image's files are at `{}`", layer.display());
-    let keys = std::fs::read_to_string(layer.join("home/admin/.ssh/authorized_keys.cgcloud")).expect("the agent's key file is in the image");
-    assert!(keys.trim().is_empty(), "the agent's key file in the image is empty: {keys}");
-    let authorized = std::fs::read_to_string(layer.join("home/admin/.ssh/authorized_keys")).expect("cloud-init's authorized_keys is in the image");
+    let layer = cgcloud_localcloud::boxes::state_root()
+        .join(c.cloud.cid())
+        .join("images")
+        .join(&image)
+        .join("layer");
+    assert!(
+        layer.is_dir(),
+        "the image's files are at `{}`",
+        layer.display()
+    );
+    let keys = std::fs::read_to_string(layer.join("home/admin/.ssh/authorized_keys.cgcloud"))
+        .expect("the agent's key file is in the image");
+    assert!(
+        keys.trim().is_empty(),
+        "the agent's key file in the image is empty: {keys}"
+    );
+    let authorized = std::fs::read_to_string(layer.join("home/admin/.ssh/authorized_keys"))
+        .expect("cloud-init's authorized_keys is in the image");
     let mine = std::fs::read_to_string(c.key.with_extension("pub")).unwrap();
-    assert!(!authorized.contains(mine.split_whitespace().nth(1).unwrap()), "no launch key in the image: {authorized}");
-    assert!(layer.join(format!("var/lib/cloud/instances/{id}")).is_dir(), "cloud-init's folder of the instance is in the image");
-    assert!(!layer.join(format!("var/lib/cloud/instances/{id}/user-data.txt")).exists(), "no user data in the image");
+    assert!(
+        !authorized.contains(mine.split_whitespace().nth(1).unwrap()),
+        "no launch key in the image: {authorized}"
+    );
+    assert!(
+        layer.join(format!("var/lib/cloud/instances/{id}")).is_dir(),
+        "cloud-init's folder of the instance is in the image"
+    );
+    assert!(
+        !layer
+            .join(format!("var/lib/cloud/instances/{id}/user-data.txt"))
+            .exists(),
+        "no user data in the image"
+    );
     assert_eq!(c.own_image_ids(), vec![image.clone()]);
     let body = c.ec2(&[("Action", "DescribeImages"), ("ImageId.1", &image)]);
-    assert!(body.contains("<key>generation</key><value>1</value>") || body.contains("generation"), "{body}");
-    assert!(body.contains("cgcloud:role-hash"), "images carry the role's hash: {body}");
+    assert!(
+        body.contains("<key>generation</key><value>1</value>") || body.contains("generation"),
+        "{body}"
+    );
+    assert!(
+        body.contains("cgcloud:role-hash"),
+        "images carry the role's hash: {body}"
+    );
     assert_success(&c.run(&["terminate", role]));
     assert_eq!(c.state_of(&id), "terminated");
-    assert!(!c.known_hosts().contains(&id), "a terminated box's pin is forgotten");
+    assert!(
+        !c.known_hosts().contains(&id),
+        "a terminated box's pin is forgotten"
+    );
 
     let again = created(&c.run(&["recreate", role, "--json"]));
     let id2 = again["instance_id"].as_str().unwrap().to_string();
@@ -179,10 +286,19 @@ fn core_sequence(role: &str) {
     assert_eq!(again["image_id"], image.as_str());
     let o = c.run(&["ssh", role, "cat", "payload"]);
     assert_success(&o);
-    assert_eq!(stdout(&o), "a file that must survive stop, image and recreate\n");
+    assert_eq!(
+        stdout(&o),
+        "a file that must survive stop, image and recreate\n"
+    );
     let back = c.home.path().join("back");
     std::fs::create_dir_all(&back).unwrap();
-    assert_success(&c.run(&["rsync", role, "-a", ":created-by-ssh", back.to_str().unwrap()]));
+    assert_success(&c.run(&[
+        "rsync",
+        role,
+        "-a",
+        ":created-by-ssh",
+        back.to_str().unwrap(),
+    ]));
     assert!(back.join("created-by-ssh").exists());
     assert_success(&c.run(&["terminate", role]));
     assert_eq!(c.state_of(&id2), "terminated");
@@ -205,15 +321,41 @@ fn a_plugin_role_creates_and_provisions_a_real_box() {
     let c = Cloud::start();
     let plugin = cgcloud_bin().with_file_name("libexample_roles.so");
     let p = plugin.to_str().unwrap();
-    let o = c.run(&["--plugin", p, "create", "example-web-box", "-O", "site_title=Hello from a plugin", "--json"]);
+    let o = c.run(&[
+        "--plugin",
+        p,
+        "create",
+        "example-web-box",
+        "-O",
+        "site_title=Hello from a plugin",
+        "--json",
+    ]);
     let box_ = created(&o);
-    let o = c.run(&["--plugin", p, "ssh", "example-web-box", "curl", "-s", "http://localhost/"]);
+    let o = c.run(&[
+        "--plugin",
+        p,
+        "ssh",
+        "example-web-box",
+        "curl",
+        "-s",
+        "http://localhost/",
+    ]);
     assert_success(&o);
-    assert!(stdout(&o).contains("<h1>Hello from a plugin</h1>"), "nginx serves the role's page: {}", stdout(&o));
+    assert!(
+        stdout(&o).contains("<h1>Hello from a plugin</h1>"),
+        "nginx serves the role's page: {}",
+        stdout(&o)
+    );
     let id = box_["instance_id"].as_str().unwrap();
     let body = c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", id)]);
-    assert!(body.contains("site_title"), "role options are tagged: {body}");
-    assert!(body.contains("cgcloud:namespace"), "the ownership tag is there at launch: {body}");
+    assert!(
+        body.contains("site_title"),
+        "role options are tagged: {body}"
+    );
+    assert!(
+        body.contains("cgcloud:namespace"),
+        "the ownership tag is there at launch: {body}"
+    );
     assert_success(&c.run(&["--plugin", p, "terminate", "example-web-box"]));
 }
 
@@ -224,7 +366,11 @@ fn a_setup_failure_terminates_the_instance_unless_never_terminate() {
     let p = plugin.to_str().unwrap();
     let o = c.run(&["--plugin", p, "create", "setup-panics-box"]);
     assert_user_error(&o, "panicked in hook `post_install_packages`");
-    assert!(stderr(&o).contains("setup-panics-box") && stderr(&o).contains("setup-panics"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("setup-panics-box") && stderr(&o).contains("setup-panics"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("terminated instance"), "{}", stderr(&o));
     let states = c.instance_states();
     assert_eq!(states.len(), 1);
@@ -232,9 +378,21 @@ fn a_setup_failure_terminates_the_instance_unless_never_terminate() {
 
     let o = c.run(&["--plugin", p, "create", "setup-panics-box", "-N"]);
     assert_user_error(&o, "panicked in hook `post_install_packages`");
-    let kept: Vec<_> = c.instance_states().into_iter().filter(|(_, s)| s == "running").collect();
+    let kept: Vec<_> = c
+        .instance_states()
+        .into_iter()
+        .filter(|(_, s)| s == "running")
+        .collect();
     assert_eq!(kept.len(), 1, "-N keeps the instance");
-    let o = c.run(&["--plugin", p, "ssh", "setup-panics-box", "test", "-e", "/var/tmp/setup-reached-post-install"]);
+    let o = c.run(&[
+        "--plugin",
+        p,
+        "ssh",
+        "setup-panics-box",
+        "test",
+        "-e",
+        "/var/tmp/setup-reached-post-install",
+    ]);
     assert_eq!(o.status.code(), Some(0), "the kept box can be inspected");
 }
 
@@ -245,25 +403,58 @@ fn create_plan_touches_nothing() {
     let o = c.run(&["create", "generic-debian-bookworm-box", "--plan"]);
     let plan = created(&o);
     assert_eq!(plan["image"]["owner"], "136693071363");
-    assert_eq!(plan["image"]["name"], "debian-12-amd64-20250610-2140", "the newest of the verified owner's images");
+    assert_eq!(
+        plan["image"]["name"], "debian-12-amd64-20250610-2140",
+        "the newest of the verified owner's images"
+    );
     assert_eq!(plan["instance_type"], "t3.micro");
-    assert!(plan["security_group"]["rules"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(plan["security_group"]["rules"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
     assert!(plan["iam_role"].as_str().unwrap().contains("cgcloud-"));
-    assert_eq!(plan["tags"]["Name"], format!("{}_generic-debian-bookworm-box", c.cloud.account().user.to_lowercase()));
+    assert_eq!(
+        plan["tags"]["Name"],
+        format!(
+            "{}_generic-debian-bookworm-box",
+            c.cloud.account().user.to_lowercase()
+        )
+    );
     assert!(c.instance_states().is_empty());
-    assert_eq!(c.ec2(&[("Action", "DescribeSecurityGroups")]), before, "no security group made");
+    assert_eq!(
+        c.ec2(&[("Action", "DescribeSecurityGroups")]),
+        before,
+        "no security group made"
+    );
 }
 
 #[test]
 fn create_can_image_the_box_and_terminate_it() {
     let c = Cloud::start();
-    let done = created(&c.run(&["create", "generic-debian-bookworm-box", "-I", "-T", "--no-agent", "--json"]));
-    let image = done["created_image"].as_str().expect("an image was made").to_string();
+    let done = created(&c.run(&[
+        "create",
+        "generic-debian-bookworm-box",
+        "-I",
+        "-T",
+        "--no-agent",
+        "--json",
+    ]));
+    let image = done["created_image"]
+        .as_str()
+        .expect("an image was made")
+        .to_string();
     assert_eq!(done["terminated"], true);
-    assert_eq!(c.state_of(done["instance_id"].as_str().unwrap()), "terminated");
+    assert_eq!(
+        c.state_of(done["instance_id"].as_str().unwrap()),
+        "terminated"
+    );
     assert_eq!(c.own_image_ids(), vec![image.clone()]);
     let body = c.ec2(&[("Action", "DescribeImages"), ("ImageId.1", &image)]);
-    for tag in ["cgcloud:role-hash", "cgcloud:plugin", "cgcloud:base-ami", "cgcloud:namespace"] {
+    for tag in [
+        "cgcloud:role-hash",
+        "cgcloud:plugin",
+        "cgcloud:base-ami",
+        "cgcloud:namespace",
+    ] {
         assert!(body.contains(tag), "image tag {tag}: {body}");
     }
     // An image of a box without the agent makes boxes without the agent.
@@ -282,28 +473,66 @@ fn an_image_of_an_agent_box_carries_no_user_data_and_the_box_goes_on_with_a_new_
     let role = "generic-debian-bookworm-box";
     let done = created(&c.run(&["create", role, "-I", "--json"]));
     let first = done["instance_id"].as_str().unwrap().to_string();
-    let image = done["created_image"].as_str().expect("an image was made").to_string();
+    let image = done["created_image"]
+        .as_str()
+        .expect("an image was made")
+        .to_string();
     assert_eq!(c.state_of(&first), "running", "without -T the box goes on");
     // It answers with a host key generated after the image was made: the one published.
     let o = c.run(&["ssh", role, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
     assert_success(&o);
-    let live = stdout(&o).split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    let body = c.ec2(&[("Action", "DescribeTags"), ("Filter.1.Name", "resource-id"), ("Filter.1.Value.1", &first)]);
-    assert!(body.contains(&live), "the live key is the published one: {body}");
-    assert!(c.known_hosts().contains(&format!("{first} {live}")), "and the pinned one");
+    let live = stdout(&o)
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = c.ec2(&[
+        ("Action", "DescribeTags"),
+        ("Filter.1.Name", "resource-id"),
+        ("Filter.1.Value.1", &first),
+    ]);
+    assert!(
+        body.contains(&live),
+        "the live key is the published one: {body}"
+    );
+    assert!(
+        c.known_hosts().contains(&format!("{first} {live}")),
+        "and the pinned one"
+    );
 
     // A box from the image: no user data of the first box came along, and its own launch key
     // went from authorized_keys to the agent's file.
     let again = created(&c.run(&["recreate", role, "--json"]));
     assert_eq!(again["image_id"], image.as_str());
     let second = again["instance_id"].as_str().unwrap().to_string();
-    let o = c.run(&["ssh", role, "-I", &second, &format!("sudo ls -a /var/lib/cloud/instances/{first}/")]);
+    let o = c.run(&[
+        "ssh",
+        role,
+        "-I",
+        &second,
+        &format!("sudo ls -a /var/lib/cloud/instances/{first}/"),
+    ]);
     assert_success(&o);
-    assert!(!stdout(&o).contains("user-data.txt") && !stdout(&o).contains("obj.pkl"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("user-data.txt") && !stdout(&o).contains("obj.pkl"),
+        "{}",
+        stdout(&o)
+    );
     let key = std::fs::read_to_string(c.key.with_extension("pub")).unwrap();
     let data = key.split_whitespace().nth(1).unwrap().to_string();
-    let o = c.run(&["ssh", role, "-I", &second, &format!("grep -c {data} ~/.ssh/authorized_keys ~/.ssh/authorized_keys.cgcloud")]);
-    assert!(stdout(&o).contains("authorized_keys:0") && stdout(&o).contains("authorized_keys.cgcloud:1"), "{}", stdout(&o));
+    let o = c.run(&[
+        "ssh",
+        role,
+        "-I",
+        &second,
+        &format!("grep -c {data} ~/.ssh/authorized_keys ~/.ssh/authorized_keys.cgcloud"),
+    ]);
+    assert!(
+        stdout(&o).contains("authorized_keys:0")
+            && stdout(&o).contains("authorized_keys.cgcloud:1"),
+        "{}",
+        stdout(&o)
+    );
     assert_success(&c.run(&["terminate", role, "-I", &second]));
     assert_success(&c.run(&["terminate", role, "-I", &first]));
     assert_success(&c.run(&["delete-image", role]));
@@ -313,13 +542,34 @@ fn an_image_of_an_agent_box_carries_no_user_data_and_the_box_goes_on_with_a_new_
 fn without_the_agent_keys_two_to_n_go_in_at_first_boot() {
     let c = Cloud::start();
     let erin = ssh_keygen(c.home.path(), "erin", "ed25519");
-    assert_success(&c.run(&["register-key", erin.with_extension("pub").to_str().unwrap(), "-k", "erin"]));
+    assert_success(&c.run(&[
+        "register-key",
+        erin.with_extension("pub").to_str().unwrap(),
+        "-k",
+        "erin",
+    ]));
     let user = c.cloud.account().user.to_lowercase();
-    assert_success(&c.run(&["create", "generic-debian-bookworm-box", "--no-agent", "-k", &user, "erin"]));
+    assert_success(&c.run(&[
+        "create",
+        "generic-debian-bookworm-box",
+        "--no-agent",
+        "-k",
+        &user,
+        "erin",
+    ]));
     let mut cmd = c.cgcloud(&["ssh", "generic-debian-bookworm-box", "true"]);
     cmd.env("CGCLOUD_SSH_KEY", &erin).env("SSH_AUTH_SOCK", "");
-    assert!(run(cmd).status.success(), "erin's key, the second key pair, logs in");
-    let o = c.run(&["ssh", "generic-debian-bookworm-box", "systemctl", "is-enabled", "cgcloud-agent"]);
+    assert!(
+        run(cmd).status.success(),
+        "erin's key, the second key pair, logs in"
+    );
+    let o = c.run(&[
+        "ssh",
+        "generic-debian-bookworm-box",
+        "systemctl",
+        "is-enabled",
+        "cgcloud-agent",
+    ]);
     assert_ne!(stdout(&o).trim(), "enabled", "no agent without the agent");
 }
 
@@ -333,7 +583,10 @@ fn host_keys_are_pinned_by_instance_so_a_recycled_address_never_prompts() {
     let box_ = created(&c.run(&["create", role, "--no-agent", "--json"]));
     let id = box_["instance_id"].as_str().unwrap().to_string();
     let address = box_["address"].as_str().unwrap().to_string();
-    assert!(!c.known_hosts().contains(&old_id), "the old box's pin is gone");
+    assert!(
+        !c.known_hosts().contains(&old_id),
+        "the old box's pin is gone"
+    );
 
     // The user's own known_hosts remembers another machine at this address (as after the
     // address was recycled): cgcloud neither prompts nor fails, since it pins by instance ID.
@@ -341,7 +594,11 @@ fn host_keys_are_pinned_by_instance_so_a_recycled_address_never_prompts() {
     let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let ssh_dir = c.home.path().join(".ssh");
     std::fs::create_dir_all(&ssh_dir).unwrap();
-    std::fs::write(ssh_dir.join("known_hosts"), format!("{address} {other_pub}")).unwrap();
+    std::fs::write(
+        ssh_dir.join("known_hosts"),
+        format!("{address} {other_pub}"),
+    )
+    .unwrap();
     let o = c.run(&["ssh", role, "echo", "reached"]);
     assert_success(&o);
     assert_eq!(stdout(&o).trim(), "reached");
@@ -351,12 +608,27 @@ fn host_keys_are_pinned_by_instance_so_a_recycled_address_never_prompts() {
     let key_of_other: Vec<&str> = other_pub.split_whitespace().take(2).collect();
     let forged: String = pinned
         .lines()
-        .map(|l| if l.starts_with(&id) { format!("{id} {}\n", key_of_other.join(" ")) } else { format!("{l}\n") })
+        .map(|l| {
+            if l.starts_with(&id) {
+                format!("{id} {}\n", key_of_other.join(" "))
+            } else {
+                format!("{l}\n")
+            }
+        })
         .collect();
     std::fs::write(c.home.path().join("data/known_hosts"), forged).unwrap();
     let o = c.run(&["ssh", role, "echo", "reached"]);
-    assert_ne!(o.status.code(), Some(0), "a host key that does not match the pin is refused");
-    assert!(stderr(&o).contains("Host key verification failed") || stderr(&o).contains("HOST IDENTIFICATION HAS CHANGED"), "{}", stderr(&o));
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "a host key that does not match the pin is refused"
+    );
+    assert!(
+        stderr(&o).contains("Host key verification failed")
+            || stderr(&o).contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(c.home.path().join("data/known_hosts"), pinned).unwrap();
     assert_success(&c.run(&["terminate", role]));
 }
@@ -366,23 +638,63 @@ fn creation_options_reach_ec2_and_the_other_box_commands_work() {
     let c = Cloud::start();
     let role = "generic-debian-bookworm-box";
     let o = c.run(&[
-        "create", role, "--no-agent", "--spot-bid", "0.05", "--root-volume-size", "12", "--root-volume-type", "gp2",
-        "--encrypt-root", "--virtualization-type", "hvm", "-t", "m7i.large", "--list",
+        "create",
+        role,
+        "--no-agent",
+        "--spot-bid",
+        "0.05",
+        "--root-volume-size",
+        "12",
+        "--root-volume-type",
+        "gp2",
+        "--encrypt-root",
+        "--virtualization-type",
+        "hvm",
+        "-t",
+        "m7i.large",
+        "--list",
     ]);
     assert_success(&o);
     let listed = stdout(&o);
-    assert!(listed.starts_with("cluster_name\trole_name\tordinal"), "--list prints the box: {listed}");
-    let id = listed.lines().nth(1).and_then(|l| l.split('\t').nth(6)).expect("the listed box").to_string();
+    assert!(
+        listed.starts_with("cluster_name\trole_name\tordinal"),
+        "--list prints the box: {listed}"
+    );
+    let id = listed
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split('\t').nth(6))
+        .expect("the listed box")
+        .to_string();
     let body = c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", &id)]);
-    assert!(body.contains("<instanceLifecycle>spot</instanceLifecycle>"), "a spot instance: {body}");
-    assert!(body.contains("<instanceType>m7i.large</instanceType>"), "any instance type name: {body}");
-    let volumes = c.ec2(&[("Action", "DescribeVolumes"), ("Filter.1.Name", "attachment.instance-id"), ("Filter.1.Value.1", &id)]);
-    assert!(volumes.contains("<size>12</size>") && volumes.contains("<volumeType>gp2</volumeType>"), "{volumes}");
+    assert!(
+        body.contains("<instanceLifecycle>spot</instanceLifecycle>"),
+        "a spot instance: {body}"
+    );
+    assert!(
+        body.contains("<instanceType>m7i.large</instanceType>"),
+        "any instance type name: {body}"
+    );
+    let volumes = c.ec2(&[
+        ("Action", "DescribeVolumes"),
+        ("Filter.1.Name", "attachment.instance-id"),
+        ("Filter.1.Value.1", &id),
+    ]);
+    assert!(
+        volumes.contains("<size>12</size>") && volumes.contains("<volumeType>gp2</volumeType>"),
+        "{volumes}"
+    );
     assert!(volumes.contains("<encrypted>true</encrypted>"), "{volumes}");
-    assert!(volumes.contains("cgcloud:namespace"), "volumes carry the ownership tag from launch: {volumes}");
+    assert!(
+        volumes.contains("cgcloud:namespace"),
+        "volumes carry the ownership tag from launch: {volumes}"
+    );
 
     let o = c.run(&["create", role, "--virtualization-type", "paravirtual"]);
-    assert_user_error(&o, "supports the virtualization types hvm, not `paravirtual`");
+    assert_user_error(
+        &o,
+        "supports the virtualization types hvm, not `paravirtual`",
+    );
 
     assert_success(&c.run(&["reboot", role]));
     assert_eq!(c.state_of(&id), "running");
@@ -403,8 +715,15 @@ fn a_box_that_never_answers_times_out_clearly_and_is_terminated() {
     let o = run(create);
     assert_user_error(&o, "could not log in to");
     assert!(stderr(&o).contains("within 5s"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("Connection closed"), "the last SSH error says why: {}", stderr(&o));
-    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the wait is bounded");
+    assert!(
+        stderr(&o).contains("Connection closed"),
+        "the last SSH error says why: {}",
+        stderr(&o)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the wait is bounded"
+    );
     let states = c.instance_states();
     assert_eq!(states.len(), 1);
     assert_eq!(states[0].1, "terminated", "the instance is cleaned up");

@@ -24,7 +24,14 @@ fn commands(home: &Path) -> Vec<String> {
     let o = run(bare_cgcloud(home, &["--help"]));
     assert_success(&o);
     let text = stdout(&o);
-    let listing = text.split("Commands:").nth(1).expect("a command list").split("Options:").next().unwrap().to_string();
+    let listing = text
+        .split("Commands:")
+        .nth(1)
+        .expect("a command list")
+        .split("Options:")
+        .next()
+        .unwrap()
+        .to_string();
     listing
         .lines()
         .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
@@ -33,12 +40,15 @@ fn commands(home: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A configuration file (if any), environment values, and what the error line must contain.
+type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
+
 #[test]
 fn bad_configuration_values_stop_every_command_with_one_line() {
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("cgcloud.toml");
     let file = file.to_str().unwrap();
-    let cases: &[(Option<&str>, &[(&str, &str)], &[&str])] = &[
+    let cases: &[Case] = &[
         (Some("[timeouts]\nssh = \"soon\"\n"), &[], &[file, "line 2", "whole number of seconds from 1 to 604800"]),
         (Some("[timeouts]\nssh = 0\n"), &[], &[file, "line 2", "from 1 to 604800"]),
         (Some("# a comment\n[timeouts]\nssh = 18446744073709551615\n"), &[], &[file, "line 3"]),
@@ -58,14 +68,22 @@ fn bad_configuration_values_stop_every_command_with_one_line() {
     for (config, env, needles) in cases {
         let _ = std::fs::remove_file(home.path().join("cgcloud.toml"));
         // Commands that need no AWS and one that does: the check comes first for all.
-        for args in [&["list-roles"][..], &["config", "--offline"][..], &["list", "some-role"][..]] {
+        for args in [
+            &["list-roles"][..],
+            &["config", "--offline"][..],
+            &["list", "some-role"][..],
+        ] {
             let started = std::time::Instant::now();
             let o = cgcloud_in(home.path(), args, *config, env);
             for needle in *needles {
                 assert_user_error(&o, needle);
             }
             assert!(stdout(&o).is_empty(), "{args:?} printed: {}", stdout(&o));
-            assert!(started.elapsed().as_secs() < 10, "{args:?} {env:?} took {:?}", started.elapsed());
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "{args:?} {env:?} took {:?}",
+                started.elapsed()
+            );
         }
     }
 }
@@ -81,7 +99,12 @@ fn a_fifo_as_configuration_file_does_not_hang() {
     });
     assert_success(&o);
     let started = std::time::Instant::now();
-    let o = cgcloud_in(home.path(), &["list-roles"], None, &[("CGCLOUD_CONFIG", fifo.to_str().unwrap())]);
+    let o = cgcloud_in(
+        home.path(),
+        &["list-roles"],
+        None,
+        &[("CGCLOUD_CONFIG", fifo.to_str().unwrap())],
+    );
     assert_user_error(&o, "not a regular file");
     assert!(started.elapsed().as_secs() < 10);
 }
@@ -97,13 +120,28 @@ fn config_shows_each_value_and_where_it_came_from() {
         ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY1234"),
         ("AWS_SECRET_ACCESS_KEY", "never-shown-secret"),
     ];
-    let o = cgcloud_in(home.path(), &["config", "--offline", "--json"], Some(text), &env);
+    let o = cgcloud_in(
+        home.path(),
+        &["config", "--offline", "--json"],
+        Some(text),
+        &env,
+    );
     assert_success(&o);
-    assert!(!stdout(&o).contains("never-shown-secret") && !stderr(&o).contains("never-shown-secret"));
+    assert!(
+        !stdout(&o).contains("never-shown-secret") && !stderr(&o).contains("never-shown-secret")
+    );
     let rows: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let get = |setting: &str| -> (String, String) {
-        let r = rows.as_array().unwrap().iter().find(|r| r["setting"] == setting).unwrap_or_else(|| panic!("no `{setting}` in {rows}"));
-        (r["value"].as_str().unwrap().to_string(), r["from"].as_str().unwrap().to_string())
+        let r = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["setting"] == setting)
+            .unwrap_or_else(|| panic!("no `{setting}` in {rows}"));
+        (
+            r["value"].as_str().unwrap().to_string(),
+            r["from"].as_str().unwrap().to_string(),
+        )
     };
     let file = home.path().join("cgcloud.toml").display().to_string();
     assert_eq!(get("config file"), (file.clone(), "CGCLOUD_CONFIG".into()));
@@ -111,33 +149,59 @@ fn config_shows_each_value_and_where_it_came_from() {
     assert_eq!(get("region"), ("us-west-2".into(), "the zone".into()));
     assert_eq!(get("namespace"), ("/__me__/".into(), "default".into()));
     assert_eq!(get("__me__"), ("alice".into(), "CGCLOUD_ME".into()));
-    assert!(get("credentials").0.contains("AWS_ACCESS_KEY_ID …1234"), "{:?}", get("credentials"));
+    assert!(
+        get("credentials").0.contains("AWS_ACCESS_KEY_ID …1234"),
+        "{:?}",
+        get("credentials")
+    );
     assert_eq!(get("timeout ssh"), ("900s".into(), file.clone()));
-    assert_eq!(get("timeout stop"), ("120s".into(), "CGCLOUD_TIMEOUT_STOP".into()));
+    assert_eq!(
+        get("timeout stop"),
+        ("120s".into(), "CGCLOUD_TIMEOUT_STOP".into())
+    );
     assert_eq!(get("timeout running"), ("600s".into(), "default".into()));
-    assert_eq!(get("ssh config"), (home.path().join("my_ssh_config").display().to_string(), file));
+    assert_eq!(
+        get("ssh config"),
+        (
+            home.path().join("my_ssh_config").display().to_string(),
+            file
+        )
+    );
     assert_eq!(get("data directory").1, "default");
     let arm = get("agent for arm64 boxes").0;
     assert!(arm.starts_with("missing: build one with `cargo build --profile agent -p cgcloud-agent --target aarch64-unknown-linux-gnu`"), "{arm}");
     // The table form has the same rows.
     let o = cgcloud_in(home.path(), &["config", "--offline"], None, &env);
     assert_success(&o);
-    assert!(stdout(&o).starts_with("setting\tvalue\tfrom\n"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("setting\tvalue\tfrom\n"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn completions_cover_every_command_and_the_role_names() {
     let home = tempfile::tempdir().unwrap();
     let commands = commands(home.path());
-    assert!(commands.len() >= 30 && commands.contains(&"create".to_string()), "{commands:?}");
+    assert!(
+        commands.len() >= 30 && commands.contains(&"create".to_string()),
+        "{commands:?}"
+    );
     for shell in ["bash", "zsh", "fish"] {
         let o = cgcloud_in(home.path(), &["completions", shell], None, &[]);
         assert_success(&o);
         let script = stdout(&o);
         for cmd in &commands {
-            assert!(script.contains(cmd.as_str()), "{shell} completions lack `{cmd}`");
+            assert!(
+                script.contains(cmd.as_str()),
+                "{shell} completions lack `{cmd}`"
+            );
         }
-        assert!(script.contains("generic-debian-bookworm-box"), "{shell} completions complete role names");
+        assert!(
+            script.contains("generic-debian-bookworm-box"),
+            "{shell} completions complete role names"
+        );
     }
     // bash accepts the script, and completes a role after `cgcloud ssh`.
     let o = run({
@@ -146,40 +210,77 @@ fn completions_cover_every_command_and_the_role_names() {
             "source /dev/stdin; COMP_WORDS=(cgcloud ssh generic-debian-b); COMP_CWORD=2; _cgcloud cgcloud generic-debian-b ssh; \
              printf '%s\\n' \"${COMPREPLY[@]}\"",
         );
-        c.stdin(std::fs::File::open({
-            let p = home.path().join("completions.bash");
-            std::fs::write(&p, stdout(&cgcloud_in(home.path(), &["completions", "bash"], None, &[]))).unwrap();
-            p
-        })
-        .unwrap());
+        c.stdin(
+            std::fs::File::open({
+                let p = home.path().join("completions.bash");
+                std::fs::write(
+                    &p,
+                    stdout(&cgcloud_in(
+                        home.path(),
+                        &["completions", "bash"],
+                        None,
+                        &[],
+                    )),
+                )
+                .unwrap();
+                p
+            })
+            .unwrap(),
+        );
         c
     });
     assert_success(&o);
-    assert!(stdout(&o).lines().any(|l| l == "generic-debian-bookworm-box"), "bash completed: {}", stdout(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l == "generic-debian-bookworm-box"),
+        "bash completed: {}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn manual_pages_render_for_every_command() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("man1");
-    let o = cgcloud_in(home.path(), &["man", "--out-dir", dir.to_str().unwrap()], None, &[]);
+    let o = cgcloud_in(
+        home.path(),
+        &["man", "--out-dir", dir.to_str().unwrap()],
+        None,
+        &[],
+    );
     assert_success(&o);
     let mut pages = vec!["cgcloud".to_string()];
-    pages.extend(commands(home.path()).into_iter().map(|c| format!("cgcloud-{c}")));
+    pages.extend(
+        commands(home.path())
+            .into_iter()
+            .map(|c| format!("cgcloud-{c}")),
+    );
     for page in &pages {
         let path = dir.join(format!("{page}.1"));
         assert!(path.is_file(), "no page `{}`", path.display());
         let o = run({
             let mut c = Command::new("man");
-            c.arg("-l").arg("-P").arg("cat").arg(&path).env("MANWIDTH", "100").env("LC_ALL", "C.UTF-8");
+            c.arg("-l")
+                .arg("-P")
+                .arg("cat")
+                .arg(&path)
+                .env("MANWIDTH", "100")
+                .env("LC_ALL", "C.UTF-8");
             c
         });
         assert_success(&o);
         let text = stdout(&o);
-        assert!(text.contains("NAME") && text.contains(page.as_str()), "`man -l {page}.1` rendered: {text}");
+        assert!(
+            text.contains("NAME") && text.contains(page.as_str()),
+            "`man -l {page}.1` rendered: {text}"
+        );
     }
     let create = std::fs::read_to_string(dir.join("cgcloud-create.1")).unwrap();
-    assert!(create.contains("boot\\-image") || create.contains("boot-image"), "create's page lists its options");
+    assert!(
+        create.contains("boot\\-image") || create.contains("boot-image"),
+        "create's page lists its options"
+    );
     // One page to stdout.
     let o = cgcloud_in(home.path(), &["man", "ssh"], None, &[]);
     assert_success(&o);

@@ -43,7 +43,8 @@ fn help_lists_every_original_command() {
     let text = help(&["--help"]);
     for cmd in ORIGINAL_COMMANDS {
         assert!(
-            text.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
             "`{cmd}` missing from cgcloud --help:\n{text}"
         );
     }
@@ -53,7 +54,10 @@ fn help_lists_every_original_command() {
 fn every_command_has_help() {
     for cmd in ORIGINAL_COMMANDS {
         let text = help(&[cmd, "--help"]);
-        assert!(text.contains("Usage: cgcloud"), "no usage for {cmd}: {text}");
+        assert!(
+            text.contains("Usage: cgcloud"),
+            "no usage for {cmd}: {text}"
+        );
     }
 }
 
@@ -87,13 +91,25 @@ fn create_help_shows_the_original_creation_options() {
         "CGCLOUD_KEYPAIRS",
         "/__me__/",
     ] {
-        assert!(text.contains(opt), "`{opt}` missing from create --help:\n{text}");
+        assert!(
+            text.contains(opt),
+            "`{opt}` missing from create --help:\n{text}"
+        );
     }
 }
 
 #[test]
 fn instance_commands_take_the_selection_options() {
-    for cmd in ["start", "stop", "reboot", "terminate", "show", "ssh", "rsync", "image"] {
+    for cmd in [
+        "start",
+        "stop",
+        "reboot",
+        "terminate",
+        "show",
+        "ssh",
+        "rsync",
+        "image",
+    ] {
         let text = help(&[cmd, "--help"]);
         for opt in ["-c, --cluster-name", "-o, --ordinal", "-I, --instance-id"] {
             assert!(text.contains(opt), "`{opt}` missing from {cmd} --help");
@@ -119,11 +135,17 @@ fn cluster_commands_take_their_options() {
         "--num-threads",
         "-c, --cluster-name",
     ] {
-        assert!(text.contains(opt), "`{opt}` missing from create-cluster --help");
+        assert!(
+            text.contains(opt),
+            "`{opt}` missing from create-cluster --help"
+        );
     }
     let text = help(&["ssh-cluster", "--help"]);
     for opt in ["-P, --parallel", "-L, --skip-leader"] {
-        assert!(text.contains(opt), "`{opt}` missing from ssh-cluster --help");
+        assert!(
+            text.contains(opt),
+            "`{opt}` missing from ssh-cluster --help"
+        );
     }
 }
 
@@ -137,14 +159,27 @@ fn global_plugin_option_is_accepted_anywhere() {
 fn usage_errors_exit_2() {
     let home = tempfile::tempdir().unwrap();
     // As in the original's test_illegal_argument: a stray positional is a usage error.
-    let o = run(bare_cgcloud(home.path(), &["delete-image", "some-role", "-1"]));
+    let o = run(bare_cgcloud(
+        home.path(),
+        &["delete-image", "some-role", "-1"],
+    ));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = run(bare_cgcloud(home.path(), &["no-such-command"]));
     assert_eq!(o.status.code(), Some(2));
-    let o = run(bare_cgcloud(home.path(), &["recreate", "r", "-i", "ami-123"]));
+    let o = run(bare_cgcloud(
+        home.path(),
+        &["recreate", "r", "-i", "ami-123"],
+    ));
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("neither an image ordinal"), "{}", stderr(&o));
-    let o = run(bare_cgcloud(home.path(), &["terminate", "r", "-o", "1", "-I", "i-0123"]));
+    assert!(
+        stderr(&o).contains("neither an image ordinal"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(bare_cgcloud(
+        home.path(),
+        &["terminate", "r", "-o", "1", "-I", "i-0123"],
+    ));
     assert_eq!(o.status.code(), Some(2), "-o and -I are mutually exclusive");
 }
 

@@ -11,13 +11,22 @@ const ROLE: &str = "generic-debian-bookworm-box";
 fn make_image(w: &World, name: &str) -> (String, Vec<String>) {
     let (id, snaps) = make_untagged_image(w, name);
     let ns = format!("/{}/", name.split('_').next().unwrap_or_default());
-    w.ec2(&[("Action", "CreateTags"), ("ResourceId.1", &id), ("Tag.1.Key", "cgcloud:namespace"), ("Tag.1.Value", &ns)]);
+    w.ec2(&[
+        ("Action", "CreateTags"),
+        ("ResourceId.1", &id),
+        ("Tag.1.Key", "cgcloud:namespace"),
+        ("Tag.1.Value", &ns),
+    ]);
     (id, snaps)
 }
 
 fn make_untagged_image(w: &World, name: &str) -> (String, Vec<String>) {
     let instance = w.launch("scratch", &[]);
-    let body = w.ec2(&[("Action", "CreateImage"), ("InstanceId", &instance), ("Name", name)]);
+    let body = w.ec2(&[
+        ("Action", "CreateImage"),
+        ("InstanceId", &instance),
+        ("Name", name),
+    ]);
     let id = xml_field(&body, "imageId").expect("CreateImage returns an image ID");
     let body = w.ec2(&[("Action", "DescribeImages"), ("ImageId.1", &id)]);
     let snaps = xml_fields(&body, "snapshotId");
@@ -28,7 +37,11 @@ fn make_untagged_image(w: &World, name: &str) -> (String, Vec<String>) {
 fn image_ids(o: &std::process::Output) -> Vec<String> {
     assert_success(o);
     let rows: Value = serde_json::from_str(&stdout(o)).unwrap();
-    rows.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn image_exists(w: &World, id: &str) -> bool {
@@ -40,7 +53,11 @@ fn snapshot_exists(w: &World, id: &str) -> bool {
     let body = w.moto.call(
         &w.account.id,
         "ec2",
-        &form(&[("Action", "DescribeSnapshots"), ("SnapshotId.1", id), ("Version", "2016-11-15")]),
+        &form(&[
+            ("Action", "DescribeSnapshots"),
+            ("SnapshotId.1", id),
+            ("Version", "2016-11-15"),
+        ]),
     );
     match body {
         Ok(b) => xml_fields(&b, "snapshotId").contains(&id.to_string()),
@@ -52,16 +69,28 @@ fn snapshot_exists(w: &World, id: &str) -> bool {
 #[test]
 fn list_images_shows_own_images_of_the_role_oldest_first() {
     let w = World::new("alice");
-    let (newer, _) = make_image(&w, "alice_generic-debian-bookworm-box__2026-02-01__00-00-00");
-    let (older, _) = make_image(&w, "alice_generic-debian-bookworm-box__2025-12-31__23-59-59");
-    make_image(&w, "alice_generic-debian-bookworm-box__extra__2026-01-01__00-00-00"); // role `…-box_extra`
+    let (newer, _) = make_image(
+        &w,
+        "alice_generic-debian-bookworm-box__2026-02-01__00-00-00",
+    );
+    let (older, _) = make_image(
+        &w,
+        "alice_generic-debian-bookworm-box__2025-12-31__23-59-59",
+    );
+    make_image(
+        &w,
+        "alice_generic-debian-bookworm-box__extra__2026-01-01__00-00-00",
+    ); // role `…-box_extra`
     make_image(&w, "bob_generic-debian-bookworm-box__2026-01-01__00-00-00"); // another namespace
     make_image(&w, "alice_generic-debian-bookworm-box__handmade"); // not cgcloud's naming
 
     let o = w.run(&["list-images", ROLE, "--json"]);
     assert_eq!(image_ids(&o), vec![older.clone(), newer.clone()]);
     let rows: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(rows[1]["name"], "generic-debian-bookworm-box_2026-02-01_00-00-00");
+    assert_eq!(
+        rows[1]["name"],
+        "generic-debian-bookworm-box_2026-02-01_00-00-00"
+    );
     assert_eq!(rows[1]["ordinal"], 1);
     assert_eq!(rows[1]["state"], "available");
 
@@ -70,7 +99,10 @@ fn list_images_shows_own_images_of_the_role_oldest_first() {
     let text = stdout(&o);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "name\tordinal\tid\tstate");
-    assert_eq!(lines[1], format!("generic-debian-bookworm-box_2025-12-31_23-59-59\t0\t{older}\tavailable"));
+    assert_eq!(
+        lines[1],
+        format!("generic-debian-bookworm-box_2025-12-31_23-59-59\t0\t{older}\tavailable")
+    );
     assert_eq!(lines.len(), 3);
 }
 
@@ -91,7 +123,11 @@ fn a_public_image_of_another_account_never_shows() {
     let dir = tempfile::tempdir().unwrap();
     let spoof = "ami-0badc0ffee0000001";
     let catalogue = serde_json::json!([
-        catalogue_entry(spoof, "alice_generic-debian-bookworm-box__2099-01-01__00-00-00", "666666666666"),
+        catalogue_entry(
+            spoof,
+            "alice_generic-debian-bookworm-box__2099-01-01__00-00-00",
+            "666666666666"
+        ),
         catalogue_entry("ami-0000000000000b001", "plain-base-image", "137112412989"),
     ]);
     let path = dir.path().join("amis.json");
@@ -111,12 +147,24 @@ fn a_public_image_of_another_account_never_shows() {
         ("Filter.1.Name", "name"),
         ("Filter.1.Value.1", "alice_generic-debian-bookworm-box__*"),
     ]);
-    assert!(xml_fields(&body, "imageId").contains(&spoof.to_string()), "the spoof must be visible: {body}");
+    assert!(
+        xml_fields(&body, "imageId").contains(&spoof.to_string()),
+        "the spoof must be visible: {body}"
+    );
     // ... but never to cgcloud, which only looks at images the account owns.
-    let (own, _) = make_image(&w, "alice_generic-debian-bookworm-box__2026-01-01__00-00-00");
-    assert_eq!(image_ids(&w.run(&["list-images", ROLE, "--json"])), vec![own.clone()]);
+    let (own, _) = make_image(
+        &w,
+        "alice_generic-debian-bookworm-box__2026-01-01__00-00-00",
+    );
+    assert_eq!(
+        image_ids(&w.run(&["list-images", ROLE, "--json"])),
+        vec![own.clone()]
+    );
     let o = w.run(&["delete-image", ROLE, "-i", spoof]);
-    assert_user_error(&o, &format!("there is no image `{spoof}` owned by this account"));
+    assert_user_error(
+        &o,
+        &format!("there is no image `{spoof}` owned by this account"),
+    );
     assert!(image_exists(&w, spoof));
     // The newest image is ours, not the spoof dated 2099.
     assert_success(&w.run(&["delete-image", ROLE]));
@@ -127,8 +175,14 @@ fn a_public_image_of_another_account_never_shows() {
 #[test]
 fn delete_image_deregisters_and_leaves_no_snapshot_behind() {
     let w = World::new("alice");
-    let (old, old_snaps) = make_image(&w, "alice_generic-debian-bookworm-box__2026-01-01__00-00-00");
-    let (new, new_snaps) = make_image(&w, "alice_generic-debian-bookworm-box__2026-01-02__00-00-00");
+    let (old, old_snaps) = make_image(
+        &w,
+        "alice_generic-debian-bookworm-box__2026-01-01__00-00-00",
+    );
+    let (new, new_snaps) = make_image(
+        &w,
+        "alice_generic-debian-bookworm-box__2026-01-02__00-00-00",
+    );
     let o = w.run(&["delete-image", ROLE]); // -1: the newest
     assert_success(&o);
     assert!(!image_exists(&w, &new));
@@ -144,7 +198,10 @@ fn delete_image_deregisters_and_leaves_no_snapshot_behind() {
 #[test]
 fn delete_image_keeps_snapshots_when_asked() {
     let w = World::new("alice");
-    let (id, snaps) = make_image(&w, "alice_generic-debian-bookworm-box__2026-01-01__00-00-00");
+    let (id, snaps) = make_image(
+        &w,
+        "alice_generic-debian-bookworm-box__2026-01-01__00-00-00",
+    );
     assert_success(&w.run(&["delete-image", ROLE, "-i", &id, "--keep-snapshot"]));
     assert!(!image_exists(&w, &id));
     assert!(snaps.iter().all(|s| snapshot_exists(&w, s)));
@@ -159,7 +216,10 @@ fn delete_image_refuses_images_of_other_roles() {
     assert!(stderr(&o).contains("is not an image of role `generic-debian-bookworm-box`"));
     assert!(image_exists(&w, &other));
     let o = w.run(&["delete-image", ROLE]);
-    assert_user_error(&o, "role `generic-debian-bookworm-box` has no images in namespace `/alice/`");
+    assert_user_error(
+        &o,
+        "role `generic-debian-bookworm-box` has no images in namespace `/alice/`",
+    );
     let o = w.run(&["delete-image", "generic-debian-trixie-box", "-i", "3"]);
     assert_user_error(&o, "has no image at ordinal 3");
 }
@@ -167,10 +227,20 @@ fn delete_image_refuses_images_of_other_roles() {
 #[test]
 fn images_without_the_ownership_tag_are_never_deleted_or_booted_from_elsewhere() {
     let w = World::new("alice");
-    let (untagged, snaps) = make_untagged_image(&w, "alice_generic-debian-bookworm-box__2026-01-01__00-00-00");
+    let (untagged, snaps) = make_untagged_image(
+        &w,
+        "alice_generic-debian-bookworm-box__2026-01-01__00-00-00",
+    );
     let o = w.run(&["delete-image", ROLE, "-i", &untagged]);
-    assert_user_error(&o, &format!("image `{untagged}` has no `cgcloud:namespace` tag"));
-    assert!(stderr(&o).contains("aws ec2 create-tags --resources"), "{}", stderr(&o));
+    assert_user_error(
+        &o,
+        &format!("image `{untagged}` has no `cgcloud:namespace` tag"),
+    );
+    assert!(
+        stderr(&o).contains("aws ec2 create-tags --resources"),
+        "{}",
+        stderr(&o)
+    );
     assert!(image_exists(&w, &untagged) && snaps.iter().all(|s| snapshot_exists(&w, s)));
     // `create -i` boots only images of this account or of the role's base-image vendor: not
     // one of Amazon's public images.
@@ -179,5 +249,9 @@ fn images_without_the_ownership_tag_are_never_deleted_or_booted_from_elsewhere()
     assert_user_error(&o, &format!("image `{public}` belongs to account"));
     assert!(stderr(&o).contains("cgcloud boots only images it can vouch for"));
     let body = w.ec2(&[("Action", "DescribeInstances")]);
-    assert_eq!(xml_fields(&body, "instanceId").len(), 1, "only the scratch instance: {body}");
+    assert_eq!(
+        xml_fields(&body, "instanceId").len(),
+        1,
+        "only the scratch instance: {body}"
+    );
 }

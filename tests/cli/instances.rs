@@ -14,8 +14,14 @@ fn json(o: &std::process::Output) -> Value {
 #[test]
 fn list_shows_the_roles_boxes_in_this_namespace_only_oldest_first() {
     let w = World::new("alice");
-    let a = w.launch("team_generic-debian-bookworm-box", &[("cluster_name", "c1")]);
-    let b = w.launch("team_generic-debian-bookworm-box", &[("cluster_name", "c2"), ("cluster_ordinal", "0")]);
+    let a = w.launch(
+        "team_generic-debian-bookworm-box",
+        &[("cluster_name", "c1")],
+    );
+    let b = w.launch(
+        "team_generic-debian-bookworm-box",
+        &[("cluster_name", "c2"), ("cluster_ordinal", "0")],
+    );
     let gone = w.launch("team_generic-debian-bookworm-box", &[]);
     w.ec2(&[("Action", "TerminateInstances"), ("InstanceId.1", &gone)]);
     w.launch("team_sub_generic-debian-bookworm-box", &[]); // child namespace /team/sub/
@@ -24,8 +30,15 @@ fn list_shows_the_roles_boxes_in_this_namespace_only_oldest_first() {
 
     let rows = json(&w.run(&["list", ROLE, "-n", "/team/", "--json"]));
     let rows = rows.as_array().unwrap();
-    let ids: Vec<&str> = rows.iter().map(|r| r["instance_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec![a.as_str(), b.as_str()], "launch order, no terminated, no other namespace");
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![a.as_str(), b.as_str()],
+        "launch order, no terminated, no other namespace"
+    );
     assert_eq!(rows[0]["ordinal"], 0);
     assert_eq!(rows[1]["ordinal"], 1);
     assert_eq!(rows[1]["cluster_name"], "c2");
@@ -43,7 +56,11 @@ fn list_shows_the_roles_boxes_in_this_namespace_only_oldest_first() {
     assert_eq!(rows[0]["instance_id"], b.as_str());
 
     let rows = json(&w.run(&["list", ROLE, "-n", "/team/sub/", "--json"]));
-    assert_eq!(rows.as_array().unwrap().len(), 1, "the child namespace sees its own box");
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        1,
+        "the child namespace sees its own box"
+    );
 }
 
 #[test]
@@ -81,7 +98,11 @@ fn show_describes_the_selected_box() {
     let first = w.launch("alice_generic-debian-bookworm-box", &[("generation", "0")]);
     let newest = w.launch("alice_generic-debian-bookworm-box", &[]);
     let shown = json(&w.run(&["show", ROLE, "--json"]));
-    assert_eq!(shown["instance_id"], newest.as_str(), "-o defaults to -1, the newest");
+    assert_eq!(
+        shown["instance_id"],
+        newest.as_str(),
+        "-o defaults to -1, the newest"
+    );
     let shown = json(&w.run(&["show", ROLE, "-o", "0", "--json"]));
     assert_eq!(shown["instance_id"], first.as_str());
     assert_eq!(shown["tags"]["generation"], "0");
@@ -91,10 +112,19 @@ fn show_describes_the_selected_box() {
 
     let o = w.run(&["show", ROLE, "-o", "0"]);
     assert_success(&o);
-    assert!(stdout(&o).lines().any(|l| l == format!("instance_id: {first}")), "{}", stdout(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l == format!("instance_id: {first}")),
+        "{}",
+        stdout(&o)
+    );
 
     let o = w.run(&["show", ROLE, "-o", "2"]);
-    assert_user_error(&o, "no box of role `generic-debian-bookworm-box` at ordinal 2");
+    assert_user_error(
+        &o,
+        "no box of role `generic-debian-bookworm-box` at ordinal 2",
+    );
 }
 
 #[test]
@@ -115,9 +145,21 @@ fn boxes_without_the_ownership_tag_are_never_changed() {
     // Named like a box of the role, but not tagged as cgcloud's (the original cgcloud, another
     // tool, or someone naming an instance to get it terminated), or tagged for another namespace.
     let untagged = w.launch("alice_generic-debian-bookworm-box", &[]);
-    let foreign = w.launch("alice_generic-debian-bookworm-box", &[("cgcloud:namespace", "/bob/")]);
-    for (id, needle) in [(&untagged, "has no `cgcloud:namespace` tag"), (&foreign, "belongs to namespace `/bob/`")] {
-        for cmd in ["terminate", "stop", "image", "reboot", "update-instance-profile"] {
+    let foreign = w.launch(
+        "alice_generic-debian-bookworm-box",
+        &[("cgcloud:namespace", "/bob/")],
+    );
+    for (id, needle) in [
+        (&untagged, "has no `cgcloud:namespace` tag"),
+        (&foreign, "belongs to namespace `/bob/`"),
+    ] {
+        for cmd in [
+            "terminate",
+            "stop",
+            "image",
+            "reboot",
+            "update-instance-profile",
+        ] {
             let o = w.run(&[cmd, ROLE, "-I", id]);
             assert_user_error(&o, needle);
             assert_eq!(w.instance_state(id), "running", "{cmd} left `{id}` alone");
@@ -126,9 +168,18 @@ fn boxes_without_the_ownership_tag_are_never_changed() {
         assert_user_error(&o, needle);
     }
     let o = w.run(&["terminate", ROLE, "-I", &untagged]);
-    assert!(stderr(&o).contains("aws ec2 create-tags --resources"), "the way to adopt it is named: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("aws ec2 create-tags --resources"),
+        "the way to adopt it is named: {}",
+        stderr(&o)
+    );
     // Adopted, it is cgcloud's.
-    w.ec2(&[("Action", "CreateTags"), ("ResourceId.1", &untagged), ("Tag.1.Key", "cgcloud:namespace"), ("Tag.1.Value", "/alice/")]);
+    w.ec2(&[
+        ("Action", "CreateTags"),
+        ("ResourceId.1", &untagged),
+        ("Tag.1.Key", "cgcloud:namespace"),
+        ("Tag.1.Value", "/alice/"),
+    ]);
     assert_success(&w.run(&["terminate", ROLE, "-I", &untagged]));
     assert_eq!(w.instance_state(&untagged), "terminated");
 }
@@ -138,12 +189,18 @@ fn terminate_refuses_an_instance_of_another_role_or_namespace() {
     let w = World::new("alice");
     let foreign = w.launch("bob_generic-debian-bookworm-box", &[]);
     let o = w.run(&["terminate", ROLE, "-I", &foreign]);
-    assert_user_error(&o, &format!("instance `{foreign}` is not a box of role `{ROLE}` in namespace `/alice/`"));
+    assert_user_error(
+        &o,
+        &format!("instance `{foreign}` is not a box of role `{ROLE}` in namespace `/alice/`"),
+    );
     assert_eq!(w.instance_state(&foreign), "running");
     let o = w.run(&["terminate", ROLE, "-I", "i-0123456789abcdef0"]);
     assert_user_error(&o, "there is no instance `i-0123456789abcdef0`");
     let o = w.run(&["terminate", ROLE]);
-    assert_user_error(&o, "no box of role `generic-debian-bookworm-box` in namespace `/alice/`");
+    assert_user_error(
+        &o,
+        "no box of role `generic-debian-bookworm-box` in namespace `/alice/`",
+    );
 }
 
 #[test]
@@ -151,8 +208,18 @@ fn list_roles_and_list_options_need_no_credentials() {
     let home = tempfile::tempdir().unwrap();
     let o = run(bare_cgcloud(home.path(), &["list-roles"]));
     assert_success(&o);
-    for role in ["generic-debian-bookworm-box", "generic-debian-trixie-box", "generic-ubuntu-noble-box"] {
-        assert!(stdout(&o).lines().any(|l| l.starts_with(&format!("{role}\t"))), "{role}: {}", stdout(&o));
+    for role in [
+        "generic-debian-bookworm-box",
+        "generic-debian-trixie-box",
+        "generic-ubuntu-noble-box",
+    ] {
+        assert!(
+            stdout(&o)
+                .lines()
+                .any(|l| l.starts_with(&format!("{role}\t"))),
+            "{role}: {}",
+            stdout(&o)
+        );
     }
     let o = run(bare_cgcloud(home.path(), &["list-roles", "--json"]));
     let roles = json(&o);

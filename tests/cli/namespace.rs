@@ -23,7 +23,11 @@ fn invalid_namespaces_are_refused_before_anything_else() {
             all.extend(["-n", bad]);
             let o = run(bare_cgcloud(home.path(), &all));
             assert_user_error(&o, &format!("invalid namespace `{bad}`"));
-            assert!(stderr(&o).contains("lower-case"), "the message names the rule: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("lower-case"),
+                "the message names the rule: {}",
+                stderr(&o)
+            );
         }
     }
 }
@@ -66,7 +70,12 @@ fn me_is_the_iam_user_behind_the_credentials() {
     let o = w.run(&["list", "generic-debian-bookworm-box", "--json"]);
     assert_success(&o);
     let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let ids: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["instance_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![id.as_str()]);
 }
 
@@ -85,7 +94,8 @@ fn cgcloud_me_wins_and_loses_its_host_part_in_namespaces() {
 fn no_credentials_is_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
     let mut c = bare_cgcloud(home.path(), &["list", "generic-debian-bookworm-box"]);
-    c.env("CGCLOUD_ZONE", ZONE).env("AWS_ENDPOINT_URL", moto().endpoint());
+    c.env("CGCLOUD_ZONE", ZONE)
+        .env("AWS_ENDPOINT_URL", moto().endpoint());
     let o = run(c);
     assert_user_error(&o, "no usable AWS credentials");
 }

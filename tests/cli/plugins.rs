@@ -10,7 +10,11 @@ use cgcloud_tests::*;
 /// The example plugin, as `cargo build --workspace` makes it.
 fn example_plugin() -> PathBuf {
     let lib = cgcloud_bin().with_file_name("libexample_roles.so");
-    assert!(lib.exists(), "`{}` is missing: run `cargo build --workspace`", lib.display());
+    assert!(
+        lib.exists(),
+        "`{}` is missing: run `cargo build --workspace`",
+        lib.display()
+    );
     lib
 }
 
@@ -42,27 +46,60 @@ fn a_plugin_given_with_plugin_adds_its_roles() {
     let home = tempfile::tempdir().unwrap();
     let lib = example_plugin();
     // PLUGINS.md: cgcloud --plugin target/release/libmy_roles.so list-roles
-    let o = cg(home.path(), &["--plugin", lib.to_str().unwrap(), "list-roles"]);
+    let o = cg(
+        home.path(),
+        &["--plugin", lib.to_str().unwrap(), "list-roles"],
+    );
     assert_success(&o);
-    assert!(stdout(&o).lines().any(|l| l == "example-web-box\tAn nginx web server on Debian 12"), "{}", stdout(&o));
-    assert!(stdout(&o).lines().any(|l| l.starts_with("generic-debian-bookworm-box\t")));
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l == "example-web-box\tAn nginx web server on Debian 12"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o)
+        .lines()
+        .any(|l| l.starts_with("generic-debian-bookworm-box\t")));
 
-    let o = cg(home.path(), &["list-roles", "--json", "--plugin", lib.to_str().unwrap()]);
+    let o = cg(
+        home.path(),
+        &["list-roles", "--json", "--plugin", lib.to_str().unwrap()],
+    );
     assert_success(&o);
     let roles: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let web = roles.as_array().unwrap().iter().find(|r| r["name"] == "example-web-box").expect("the plugin's role");
-    assert_eq!(web["extends"], serde_json::json!(["builtin/generic-debian-bookworm-box"]));
+    let web = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "example-web-box")
+        .expect("the plugin's role");
+    assert_eq!(
+        web["extends"],
+        serde_json::json!(["builtin/generic-debian-bookworm-box"])
+    );
     assert_eq!(web["plugin"], "example-roles");
     assert_eq!(web["options"][0]["name"], "site_title");
 
-    let o = cg(home.path(), &["--plugin", lib.to_str().unwrap(), "list-options", "example-web-box"]);
+    let o = cg(
+        home.path(),
+        &[
+            "--plugin",
+            lib.to_str().unwrap(),
+            "list-options",
+            "example-web-box",
+        ],
+    );
     assert_success(&o);
     assert_eq!(stdout(&o), "site_title: The title of the welcome page\n");
 
     // A directory contributes its lib*.so files.
     let dir = tempfile::tempdir().unwrap();
     copy_plugin(dir.path(), "libexample_roles.so");
-    let o = cg(home.path(), &["--plugin", dir.path().to_str().unwrap(), "list-roles"]);
+    let o = cg(
+        home.path(),
+        &["--plugin", dir.path().to_str().unwrap(), "list-roles"],
+    );
     assert_success(&o);
     assert!(stdout(&o).contains("example-web-box"));
     // And without --plugin, the role is unknown.
@@ -82,7 +119,10 @@ fn plugin_add_locks_the_file_and_a_changed_file_is_refused() {
     assert!(installed.exists(), "copied into the data directory");
     let lock = std::fs::read_to_string(home.path().join("data/plugins.lock")).unwrap();
     assert!(lock.contains("example-roles"), "{lock}");
-    assert!(lock.contains(&sha256(&installed)), "the lock holds the sha256: {lock}");
+    assert!(
+        lock.contains(&sha256(&installed)),
+        "the lock holds the sha256: {lock}"
+    );
 
     // Found in the data directory without --plugin, trusted through the lock.
     let o = cg(home.path(), &["list-roles"]);
@@ -92,8 +132,17 @@ fn plugin_add_locks_the_file_and_a_changed_file_is_refused() {
     let o = cg(home.path(), &["plugin", "list"]);
     assert_success(&o);
     let text = stdout(&o);
-    assert!(text.contains(&format!("example-roles 0.1.0 (api 1.0.0, abi 1) {}", installed.display())), "{text}");
-    assert!(text.contains("  example-web-box -> builtin/generic-debian-bookworm-box"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "example-roles 0.1.0 (api 1.0.0, abi 1) {}",
+            installed.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("  example-web-box -> builtin/generic-debian-bookworm-box"),
+        "{text}"
+    );
     let o = cg(home.path(), &["plugin", "verify"]);
     assert_success(&o);
     assert!(stdout(&o).starts_with("ok: 2 plugin(s)"), "{}", stdout(&o));
@@ -104,10 +153,18 @@ fn plugin_add_locks_the_file_and_a_changed_file_is_refused() {
     std::fs::write(&installed, bytes).unwrap();
     let o = cg(home.path(), &["list-roles"]);
     assert_user_error(&o, "does not match the lock file");
-    assert!(stderr(&o).contains("cgcloud plugin add"), "the way out is named: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cgcloud plugin add"),
+        "the way out is named: {}",
+        stderr(&o)
+    );
     let o = cg(home.path(), &["plugin", "verify"]);
     assert_user_error(&o, "`cgcloud plugin verify` found 1 problem(s)");
-    assert!(stdout(&o).contains("does not match the lock file"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("does not match the lock file"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -124,11 +181,25 @@ fn a_plugin_in_the_data_directory_needs_a_lock_entry() {
 fn version_pins_are_enforced() {
     let home = tempfile::tempdir().unwrap();
     let lib = example_plugin();
-    std::fs::write(home.path().join("cgcloud.toml"), "[plugins.require]\nexample-roles = \"^0.3\"\n").unwrap();
-    let o = cg(home.path(), &["--plugin", lib.to_str().unwrap(), "list-roles"]);
+    std::fs::write(
+        home.path().join("cgcloud.toml"),
+        "[plugins.require]\nexample-roles = \"^0.3\"\n",
+    )
+    .unwrap();
+    let o = cg(
+        home.path(),
+        &["--plugin", lib.to_str().unwrap(), "list-roles"],
+    );
     assert_user_error(&o, "does not satisfy the pinned requirement `^0.3`");
-    std::fs::write(home.path().join("cgcloud.toml"), "[plugins.require]\nexample-roles = \"^0.1\"\n").unwrap();
-    let o = cg(home.path(), &["--plugin", lib.to_str().unwrap(), "list-roles"]);
+    std::fs::write(
+        home.path().join("cgcloud.toml"),
+        "[plugins.require]\nexample-roles = \"^0.1\"\n",
+    )
+    .unwrap();
+    let o = cg(
+        home.path(),
+        &["--plugin", lib.to_str().unwrap(), "list-roles"],
+    );
     assert_success(&o);
 }
 
@@ -146,24 +217,41 @@ fn bad_plugin_files_are_refused_with_one_line() {
     let writable = copy_plugin(dir.path(), "libwritable.so");
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).unwrap();
     let no_entry = dir.path().join("libnoentry.so");
-    let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib/aarch64-linux-gnu/libm.so.6"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("a system shared library without cgcloud's entry point");
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib/aarch64-linux-gnu/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("a system shared library without cgcloud's entry point");
     std::fs::copy(libm, &no_entry).unwrap();
     std::fs::set_permissions(&no_entry, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     for (file, needle) in [
-        (&text, "is not a plugin: it is neither an ELF nor a Mach-O shared library"),
+        (
+            &text,
+            "is not a plugin: it is neither an ELF nor a Mach-O shared library",
+        ),
         (&exe, "is an executable, not a plugin library"),
         (&truncated, "is truncated or corrupt"),
         (&writable, "is writable by group or others (mode 666)"),
-        (&no_entry, "is not a cgcloud plugin: it has no cgcloud plugin entry point"),
+        (
+            &no_entry,
+            "is not a cgcloud plugin: it has no cgcloud plugin entry point",
+        ),
         (&dir.path().join("libmissing.so"), "libmissing.so"),
     ] {
-        let o = cg(home.path(), &["--plugin", file.to_str().unwrap(), "list-roles"]);
+        let o = cg(
+            home.path(),
+            &["--plugin", file.to_str().unwrap(), "list-roles"],
+        );
         assert_user_error(&o, needle);
-        assert!(stdout(&o).is_empty(), "nothing listed for {}", file.display());
+        assert!(
+            stdout(&o).is_empty(),
+            "nothing listed for {}",
+            file.display()
+        );
     }
 }
 
@@ -174,7 +262,16 @@ fn the_same_plugin_twice_is_reported_and_loaded_once() {
     let b = tempfile::tempdir().unwrap();
     let first = copy_plugin(a.path(), "libexample_roles.so");
     let second = copy_plugin(b.path(), "libexample_roles.so");
-    let o = cg(home.path(), &["--plugin", first.to_str().unwrap(), "--plugin", second.to_str().unwrap(), "list-roles"]);
+    let o = cg(
+        home.path(),
+        &[
+            "--plugin",
+            first.to_str().unwrap(),
+            "--plugin",
+            second.to_str().unwrap(),
+            "list-roles",
+        ],
+    );
     assert_success(&o);
     assert_eq!(stdout(&o).matches("example-web-box").count(), 1);
     assert!(stderr(&o).contains("WARNING:"), "{}", stderr(&o));

@@ -38,7 +38,13 @@ impl Person {
         let w = World::on(moto_with_base_images(), user);
         let key = ssh_keygen(w.home.path(), "id_ed25519", "ed25519");
         let p = Person { w, key };
-        assert_success(&p.run(&["register-key", p.key.with_extension("pub").to_str().unwrap()], &[]));
+        assert_success(&p.run(
+            &[
+                "register-key",
+                p.key.with_extension("pub").to_str().unwrap(),
+            ],
+            &[],
+        ));
         p
     }
 
@@ -47,7 +53,11 @@ impl Person {
     }
 
     fn put_agent(&self, arch: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.data_dir().join("agents").join(arch).join("cgcloud-agent");
+        let path = self
+            .data_dir()
+            .join("agents")
+            .join(arch)
+            .join("cgcloud-agent");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, bytes).unwrap();
         path
@@ -55,7 +65,8 @@ impl Person {
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.w.cgcloud(args);
-        c.env("CGCLOUD_DATA_DIR", self.data_dir()).env("CGCLOUD_SSH_KEY", &self.key);
+        c.env("CGCLOUD_DATA_DIR", self.data_dir())
+            .env("CGCLOUD_SSH_KEY", &self.key);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -67,15 +78,33 @@ impl Person {
     #[track_caller]
     fn assert_nothing_made(&self) {
         let body = self.w.ec2(&[("Action", "DescribeInstances")]);
-        assert!(xml_fields(&body, "instanceId").is_empty(), "an instance was launched: {body}");
+        assert!(
+            xml_fields(&body, "instanceId").is_empty(),
+            "an instance was launched: {body}"
+        );
         let body = self.w.ec2(&[("Action", "DescribeSecurityGroups")]);
         let groups = xml_fields(&body, "groupName");
-        assert!(groups.iter().all(|g| g == "default"), "a security group was made: {groups:?}");
+        assert!(
+            groups.iter().all(|g| g == "default"),
+            "a security group was made: {groups:?}"
+        );
         let iam = |action: &str| {
-            self.w.moto.iam(&self.w.account.id, &form(&[("Action", action), ("Version", "2010-05-08")])).unwrap()
+            self.w
+                .moto
+                .iam(
+                    &self.w.account.id,
+                    &form(&[("Action", action), ("Version", "2010-05-08")]),
+                )
+                .unwrap()
         };
-        assert!(xml_fields(&iam("ListRoles"), "RoleName").is_empty(), "an IAM role was made");
-        assert!(xml_fields(&iam("ListInstanceProfiles"), "InstanceProfileName").is_empty(), "an instance profile was made");
+        assert!(
+            xml_fields(&iam("ListRoles"), "RoleName").is_empty(),
+            "an IAM role was made"
+        );
+        assert!(
+            xml_fields(&iam("ListInstanceProfiles"), "InstanceProfileName").is_empty(),
+            "an instance profile was made"
+        );
     }
 }
 
@@ -96,6 +125,9 @@ fn plan(o: &Output) -> Value {
     serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
 }
 
+/// Extra `create` arguments, environment values, and what the error line must contain.
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn each_missing_prerequisite_launches_nothing_and_names_the_fix() {
     let p = Person::new("alice");
@@ -105,16 +137,52 @@ fn each_missing_prerequisite_launches_nothing_and_names_the_fix() {
     std::fs::write(&not_elf, "#!/bin/sh\necho I am not the agent\n").unwrap();
     let arm = p.w.home.path().join("arm64-agent");
     std::fs::write(&arm, fake_arm64_agent()).unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
-        (vec![], vec![("CGCLOUD_SSH_KEY", unreadable.to_str().unwrap())], "cannot read the SSH identity"),
-        (vec!["-k", "nobody"], vec![], "register your public key with `cgcloud register-key"),
-        (vec!["-O", "no_such_option=1"], vec![], "`cgcloud list-options"),
-        (vec!["-t", "t4g.micro"], vec![], "pick an instance type for x86_64"),
-        (vec!["-t", "t3.nonexistent"], vec![], "EC2 knows no instance type `t3.nonexistent`"),
-        (vec![], vec![("CGCLOUD_AGENT_BIN", "/nonexistent/cgcloud-agent")], "CGCLOUD_AGENT_BIN"),
-        (vec![], vec![("CGCLOUD_AGENT_BIN", not_elf.to_str().unwrap())], "is not a cgcloud-agent program for Linux"),
-        (vec![], vec![("CGCLOUD_AGENT_BIN", arm.to_str().unwrap())], "is a cgcloud-agent for arm64 but the box is x86_64"),
-        (vec![], vec![("CGCLOUD_TIMEOUT_SSH", "soon")], "CGCLOUD_TIMEOUT_SSH must be a whole number of seconds"),
+    let cases: Vec<Case> = vec![
+        (
+            vec![],
+            vec![("CGCLOUD_SSH_KEY", unreadable.to_str().unwrap())],
+            "cannot read the SSH identity",
+        ),
+        (
+            vec!["-k", "nobody"],
+            vec![],
+            "register your public key with `cgcloud register-key",
+        ),
+        (
+            vec!["-O", "no_such_option=1"],
+            vec![],
+            "`cgcloud list-options",
+        ),
+        (
+            vec!["-t", "t4g.micro"],
+            vec![],
+            "pick an instance type for x86_64",
+        ),
+        (
+            vec!["-t", "t3.nonexistent"],
+            vec![],
+            "EC2 knows no instance type `t3.nonexistent`",
+        ),
+        (
+            vec![],
+            vec![("CGCLOUD_AGENT_BIN", "/nonexistent/cgcloud-agent")],
+            "CGCLOUD_AGENT_BIN",
+        ),
+        (
+            vec![],
+            vec![("CGCLOUD_AGENT_BIN", not_elf.to_str().unwrap())],
+            "is not a cgcloud-agent program for Linux",
+        ),
+        (
+            vec![],
+            vec![("CGCLOUD_AGENT_BIN", arm.to_str().unwrap())],
+            "is a cgcloud-agent for arm64 but the box is x86_64",
+        ),
+        (
+            vec![],
+            vec![("CGCLOUD_TIMEOUT_SSH", "soon")],
+            "CGCLOUD_TIMEOUT_SSH must be a whole number of seconds",
+        ),
     ];
     for plan_only in [false, true] {
         for (extra, env, needle) in &cases {
@@ -136,14 +204,33 @@ fn no_agent_for_the_architecture_names_the_build_command() {
     let p = Person::new("bob");
     // No agent in the data directory and none next to this copy of cgcloud: the arm64 box
     // has nothing to run.
-    let o = p.run(&["create", ROLE, "-i", ARM64_DEBIAN_12, "-t", "t4g.micro"], &[]);
+    let o = p.run(
+        &["create", ROLE, "-i", ARM64_DEBIAN_12, "-t", "t4g.micro"],
+        &[],
+    );
     assert_user_error(&o, "there is no cgcloud-agent for arm64 boxes");
     let err = stderr(&o);
-    assert!(err.contains("--target aarch64-unknown-linux-gnu") && err.contains("agents/arm64/cgcloud-agent"), "{err}");
+    assert!(
+        err.contains("--target aarch64-unknown-linux-gnu")
+            && err.contains("agents/arm64/cgcloud-agent"),
+        "{err}"
+    );
     assert!(err.contains("--no-agent"), "{err}");
     p.assert_nothing_made();
     // --no-agent needs none.
-    let j = plan(&p.run(&["create", ROLE, "-i", ARM64_DEBIAN_12, "-t", "t4g.micro", "--no-agent", "--plan"], &[]));
+    let j = plan(&p.run(
+        &[
+            "create",
+            ROLE,
+            "-i",
+            ARM64_DEBIAN_12,
+            "-t",
+            "t4g.micro",
+            "--no-agent",
+            "--plan",
+        ],
+        &[],
+    ));
     assert_eq!(j["agent"], false);
 }
 
@@ -156,12 +243,26 @@ fn the_agent_is_picked_by_the_boxs_architecture() {
     assert_eq!(j["agent_program"]["path"], x86.to_str().unwrap(), "{j}");
     assert_eq!(j["agent_program"]["arch"], "x86_64");
     assert_eq!(j["agent_program"]["from"], "the data directory");
-    let j = plan(&p.run(&["create", ROLE, "-i", ARM64_DEBIAN_12, "-t", "t4g.micro", "--plan"], &[]));
+    let j = plan(&p.run(
+        &[
+            "create",
+            ROLE,
+            "-i",
+            ARM64_DEBIAN_12,
+            "-t",
+            "t4g.micro",
+            "--plan",
+        ],
+        &[],
+    ));
     assert_eq!(j["agent_program"]["path"], arm.to_str().unwrap(), "{j}");
     assert_eq!(j["agent_program"]["arch"], "arm64");
     assert_eq!(j["instance_type"], "t4g.micro");
     // CGCLOUD_AGENT_BIN wins, and must fit the box too.
-    let j = plan(&p.run(&["create", ROLE, "--plan"], &[("CGCLOUD_AGENT_BIN", agent_bin().to_str().unwrap())]));
+    let j = plan(&p.run(
+        &["create", ROLE, "--plan"],
+        &[("CGCLOUD_AGENT_BIN", agent_bin().to_str().unwrap())],
+    ));
     assert_eq!(j["agent_program"]["from"], "CGCLOUD_AGENT_BIN");
     p.assert_nothing_made();
 }
@@ -169,7 +270,11 @@ fn the_agent_is_picked_by_the_boxs_architecture() {
 #[test]
 fn the_shipped_agent_is_small_and_runs_on_glibc_2_34() {
     let bytes = release_agent();
-    assert!(bytes.len() <= 10 << 20, "the release agent is {} bytes; the goal is at most 10 MiB", bytes.len());
+    assert!(
+        bytes.len() <= 10 << 20,
+        "the release agent is {} bytes; the goal is at most 10 MiB",
+        bytes.len()
+    );
     // Read independently of cgcloud: the newest GLIBC_ symbol version objdump reports.
     let o = run({
         let mut c = std::process::Command::new("objdump");
@@ -186,12 +291,29 @@ fn the_shipped_agent_is_small_and_runs_on_glibc_2_34() {
         }
     }
     assert!(newest > (2, 0), "a glibc program names GLIBC_ versions");
-    assert!(newest <= (2, 34), "the agent needs glibc {}.{}; Amazon Linux 2023 and Rocky 9 have 2.34", newest.0, newest.1);
+    assert!(
+        newest <= (2, 34),
+        "the agent needs glibc {}.{}; Amazon Linux 2023 and Rocky 9 have 2.34",
+        newest.0,
+        newest.1
+    );
     // And cgcloud reads the same: `cgcloud config` shows what the agent needs.
     let p = Person::new("dave");
     p.put_agent("x86_64", &bytes);
     let o = p.run(&["config", "--json", "--offline"], &[]);
     let rows = plan(&o);
-    let agent = rows.as_array().unwrap().iter().find(|r| r["setting"] == "agent for x86_64 boxes").unwrap().clone();
-    assert!(agent["value"].as_str().unwrap().contains(&format!("needs glibc {}.{}", newest.0, newest.1)), "{agent}");
+    let agent = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["setting"] == "agent for x86_64 boxes")
+        .unwrap()
+        .clone();
+    assert!(
+        agent["value"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("needs glibc {}.{}", newest.0, newest.1)),
+        "{agent}"
+    );
 }

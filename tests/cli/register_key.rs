@@ -11,7 +11,12 @@ fn key_pair(w: &World, name: &str) -> Option<(String, String)> {
     body.split("<item>")
         .skip(1)
         .find(|item| xml_field(item, "keyName").as_deref() == Some(name))
-        .map(|item| (xml_field(item, "keyFingerprint").unwrap(), xml_field(item, "publicKey").unwrap_or_default()))
+        .map(|item| {
+            (
+                xml_field(item, "keyFingerprint").unwrap(),
+                xml_field(item, "publicKey").unwrap_or_default(),
+            )
+        })
 }
 
 fn key_pair_names(w: &World) -> Vec<String> {
@@ -44,9 +49,20 @@ fn registers_an_rsa_key_whose_ec2_fingerprint_equals_ours() {
     assert_success(&o);
     let (fingerprint, material) = key_pair(&w, "alice").expect("key pair `alice` exists");
     let expected = openssl_rsa_fingerprint(&public);
-    assert_eq!(fingerprint, expected, "EC2's fingerprint is MD5 of the SPKI DER");
-    assert!(stderr(&o).contains(&expected), "cgcloud reports the fingerprint: {}", stderr(&o));
-    assert_eq!(material.trim(), std::fs::read_to_string(&public).unwrap().trim(), "the key is kept verbatim");
+    assert_eq!(
+        fingerprint, expected,
+        "EC2's fingerprint is MD5 of the SPKI DER"
+    );
+    assert!(
+        stderr(&o).contains(&expected),
+        "cgcloud reports the fingerprint: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        material.trim(),
+        std::fs::read_to_string(&public).unwrap().trim(),
+        "the key is kept verbatim"
+    );
 }
 
 #[test]
@@ -104,7 +120,11 @@ fn a_different_key_needs_force_and_force_replaces_it() {
     let o = w.run(&["register-key", second.to_str().unwrap()]);
     assert_user_error(&o, "already exists with a different key");
     assert!(stderr(&o).contains("--force"));
-    assert_eq!(key_pair(&w, "alice").unwrap().0, fp1, "the old key is untouched");
+    assert_eq!(
+        key_pair(&w, "alice").unwrap().0,
+        fp1,
+        "the old key is untouched"
+    );
 
     let o = w.run(&["register-key", second.to_str().unwrap(), "--force"]);
     assert_success(&o);
@@ -123,7 +143,11 @@ fn registering_the_same_key_again_changes_nothing() {
     assert_success(&o);
     assert!(stderr(&o).contains("already registered"), "{}", stderr(&o));
     let after = w.ec2(&[("Action", "DescribeKeyPairs")]);
-    assert_eq!(xml_fields(&before, "keyPairId"), xml_fields(&after, "keyPairId"), "not re-imported");
+    assert_eq!(
+        xml_fields(&before, "keyPairId"),
+        xml_fields(&after, "keyPairId"),
+        "not re-imported"
+    );
 }
 
 #[test]
@@ -142,14 +166,50 @@ fn create_refuses_an_unknown_first_key_pair_before_making_anything() {
     let w = World::new("alice");
     // An image of this account: the only kind besides the role's base images that `-i` boots.
     let scratch = w.launch("scratch", &[]);
-    let ami = xml_field(&w.ec2(&[("Action", "CreateImage"), ("InstanceId", &scratch), ("Name", "own")]), "imageId").unwrap();
-    let o = w.run(&["create", "generic-debian-bookworm-box", "-i", &ami, "-k", "nobody"]);
+    let ami = xml_field(
+        &w.ec2(&[
+            ("Action", "CreateImage"),
+            ("InstanceId", &scratch),
+            ("Name", "own"),
+        ]),
+        "imageId",
+    )
+    .unwrap();
+    let o = w.run(&[
+        "create",
+        "generic-debian-bookworm-box",
+        "-i",
+        &ami,
+        "-k",
+        "nobody",
+    ]);
     assert_user_error(&o, "key pair `nobody` does not exist in region us-east-1");
-    assert!(stderr(&o).contains("cgcloud register-key"), "the way out is named: {}", stderr(&o));
-    let o = w.run(&["create", "generic-debian-bookworm-box", "-i", &ami, "-k", "team-*"]);
-    assert_user_error(&o, "the first key pair must be a key pair name, not the glob `team-*`");
+    assert!(
+        stderr(&o).contains("cgcloud register-key"),
+        "the way out is named: {}",
+        stderr(&o)
+    );
+    let o = w.run(&[
+        "create",
+        "generic-debian-bookworm-box",
+        "-i",
+        &ami,
+        "-k",
+        "team-*",
+    ]);
+    assert_user_error(
+        &o,
+        "the first key pair must be a key pair name, not the glob `team-*`",
+    );
     let body = w.ec2(&[("Action", "DescribeInstances")]);
-    assert_eq!(xml_fields(&body, "instanceId"), vec![scratch], "no instance launched");
+    assert_eq!(
+        xml_fields(&body, "instanceId"),
+        vec![scratch],
+        "no instance launched"
+    );
     let groups = w.ec2(&[("Action", "DescribeSecurityGroups")]);
-    assert!(!groups.contains("generic-debian-bookworm-box"), "no security group made: {groups}");
+    assert!(
+        !groups.contains("generic-debian-bookworm-box"),
+        "no security group made: {groups}"
+    );
 }

@@ -492,7 +492,10 @@ fn image_tags_its_snapshots_so_cleanup_finds_them_after_delete_image() {
     w.ec2(&[("Action", "StopInstances"), ("InstanceId.1", &box_id)]);
     // Stopped behind cgcloud's back, its disk was not readied for an image.
     let o = run_with_data(&w, &["image", ROLE, "-n", "/alice/"]);
-    assert_user_error(&o, "was not stopped by `cgcloud stop` since it last started");
+    assert_user_error(
+        &o,
+        "was not stopped by `cgcloud stop` since it last started",
+    );
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     let o = run_with_data(&w, &["image", ROLE, "-n", "/alice/", "--force"]);
     assert_success(&o);

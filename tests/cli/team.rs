@@ -28,8 +28,16 @@ impl<'a> Person<'a> {
         let agents = home.path().join("data/agents/x86_64");
         std::fs::create_dir_all(&agents).unwrap();
         std::fs::copy(agent_bin(), agents.join("cgcloud-agent")).unwrap();
-        let p = Person { cloud, me, home, key };
-        assert_success(&p.run(&["register-key", p.key.with_extension("pub").to_str().unwrap()]));
+        let p = Person {
+            cloud,
+            me,
+            home,
+            key,
+        };
+        assert_success(&p.run(&[
+            "register-key",
+            p.key.with_extension("pub").to_str().unwrap(),
+        ]));
         p
     }
 
@@ -42,7 +50,13 @@ impl<'a> Person<'a> {
             .env("CGCLOUD_NAMESPACE", NAMESPACE)
             .env("CGCLOUD_AGENT_INTERVAL", "3");
         let o = run(c);
-        eprintln!("[{}] $ cgcloud {}\n{}{}", self.me, args.join(" "), stdout(&o), stderr(&o));
+        eprintln!(
+            "[{}] $ cgcloud {}\n{}{}",
+            self.me,
+            args.join(" "),
+            stdout(&o),
+            stderr(&o)
+        );
         o
     }
 
@@ -51,14 +65,22 @@ impl<'a> Person<'a> {
     }
 
     fn pin_of(&self, id: &str) -> Option<String> {
-        self.known_hosts().lines().find_map(|l| l.strip_prefix(&format!("{id} ")).map(str::to_string))
+        self.known_hosts()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{id} ")).map(str::to_string))
     }
 
     fn set_pin(&self, id: &str, key: &str) {
         let text: String = self
             .known_hosts()
             .lines()
-            .map(|l| if l.starts_with(&format!("{id} ")) { format!("{id} {key}\n") } else { format!("{l}\n") })
+            .map(|l| {
+                if l.starts_with(&format!("{id} ")) {
+                    format!("{id} {key}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
             .collect();
         std::fs::write(self.home.path().join("data/known_hosts"), text).unwrap();
     }
@@ -81,11 +103,22 @@ impl<'a> Person<'a> {
 fn ec2(cloud: &LocalCloud, pairs: &[(&str, &str)]) -> String {
     let mut all = pairs.to_vec();
     all.push(("Version", "2016-11-15"));
-    cloud.ec2(&form(&all)).unwrap_or_else(|e| panic!("EC2 call failed: {e:#}"))
+    cloud
+        .ec2(&form(&all))
+        .unwrap_or_else(|e| panic!("EC2 call failed: {e:#}"))
 }
 
 fn published_key(cloud: &LocalCloud, id: &str) -> String {
-    let body = ec2(cloud, &[("Action", "DescribeTags"), ("Filter.1.Name", "resource-id"), ("Filter.1.Value.1", id), ("Filter.2.Name", "key"), ("Filter.2.Value.1", "cgcloud:host-key")]);
+    let body = ec2(
+        cloud,
+        &[
+            ("Action", "DescribeTags"),
+            ("Filter.1.Name", "resource-id"),
+            ("Filter.1.Value.1", id),
+            ("Filter.2.Name", "key"),
+            ("Filter.2.Value.1", "cgcloud:host-key"),
+        ],
+    );
     xml_field(&body, "value").unwrap_or_else(|| panic!("no cgcloud:host-key tag on {id}: {body}"))
 }
 
@@ -93,7 +126,10 @@ fn published_key(cloud: &LocalCloud, id: &str) -> String {
 fn stranger_key(dir: &std::path::Path) -> String {
     let k = ssh_keygen(dir, "stranger", "ed25519");
     let text = std::fs::read_to_string(k.with_extension("pub")).unwrap();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[track_caller]
@@ -101,14 +137,16 @@ fn assert_refused(o: &Output) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(255), "{err}");
     assert!(
-        err.contains("Host key verification failed") || err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        err.contains("Host key verification failed")
+            || err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
         "refused for its host key: {err}"
     );
 }
 
 #[test]
 fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused() {
-    let cloud = LocalCloud::start().unwrap_or_else(|e| panic!("the local cloud did not start: {e:#}"));
+    let cloud =
+        LocalCloud::start().unwrap_or_else(|e| panic!("the local cloud did not start: {e:#}"));
     let alice = Person::join(&cloud, "alice");
     let bob = Person::join(&cloud, "bob");
 
@@ -121,7 +159,11 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
     assert!(bob.pin_of(&id).is_none());
     let o = bob.ssh_eventually(&["hostname"]);
     assert_success(&o);
-    assert!(stderr(&o).contains("pinned the host key of"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pinned the host key of"),
+        "{}",
+        stderr(&o)
+    );
     let published = published_key(&cloud, &id);
     assert_eq!(bob.pin_of(&id).as_deref(), Some(published.as_str()));
     assert_eq!(alice.pin_of(&id).as_deref(), Some(published.as_str()));
@@ -136,10 +178,22 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
     // whose copies cloud-init kept are gone.
     let o = alice.run(&["ssh", ROLE, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
     assert_success(&o);
-    let live = stdout(&o).split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let live = stdout(&o)
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     assert_eq!(live, published);
-    let body = ec2(&cloud, &[("Action", "DescribeInstanceAttribute"), ("InstanceId", &id), ("Attribute", "userData")]);
-    let user_data = xml_field(&body.split("<userData>").nth(1).unwrap_or_default(), "value").expect("user data");
+    let body = ec2(
+        &cloud,
+        &[
+            ("Action", "DescribeInstanceAttribute"),
+            ("InstanceId", &id),
+            ("Attribute", "userData"),
+        ],
+    );
+    let user_data =
+        xml_field(body.split("<userData>").nth(1).unwrap_or_default(), "value").expect("user data");
     let user_data = String::from_utf8(base64_decode(&user_data)).unwrap();
     let travelled = user_data
         .lines()
@@ -148,11 +202,26 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
         .expect("the launch host key is in user data")
         .to_string();
     assert!(travelled.starts_with("ssh-ed25519 "));
-    assert_ne!(travelled.split_whitespace().nth(1), live.split_whitespace().nth(1), "the host key was replaced");
-    let o = alice.run(&["ssh", ROLE, "sudo sh -c 'ls /var/lib/cloud/instances/*/user-data.txt'"]);
-    assert!(!o.status.success() && stderr(&o).contains("No such file"), "cloud-init's copy of the user data is gone");
+    assert_ne!(
+        travelled.split_whitespace().nth(1),
+        live.split_whitespace().nth(1),
+        "the host key was replaced"
+    );
+    let o = alice.run(&[
+        "ssh",
+        ROLE,
+        "sudo sh -c 'ls /var/lib/cloud/instances/*/user-data.txt'",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("No such file"),
+        "cloud-init's copy of the user data is gone"
+    );
     let o = alice.run(&["ssh", ROLE, "sudo sh -c 'ls /var/lib/cloud/instances/*/'"]);
-    assert!(o.status.success() && stdout(&o).contains("sem"), "cloud-init's instance folder itself stays: {}", stdout(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains("sem"),
+        "cloud-init's instance folder itself stays: {}",
+        stdout(&o)
+    );
 
     // IMDSv2 only: a plain GET is refused, a token opens it.
     let imds = "curl -s -o /dev/null -w '%{http_code}' http://169.254.169.254/latest/meta-data/instance-id";
@@ -170,28 +239,56 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
         assert_refused(&p.run(&["ssh", ROLE, "true"]));
         assert_refused(&p.run(&["ssh", ROLE, "--", "-o", "StrictHostKeyChecking=no", "true"]));
         assert_refused(&p.run(&["keys", "set", ROLE, "alice", "bob"]));
-        assert_refused(&p.run(&["rsync", ROLE, "-a", ":from-bob", p.home.path().to_str().unwrap()]));
+        assert_refused(&p.run(&[
+            "rsync",
+            ROLE,
+            "-a",
+            ":from-bob",
+            p.home.path().to_str().unwrap(),
+        ]));
         p.set_pin(&id, &published);
     }
     assert_success(&bob.run(&["ssh", ROLE, "true"]));
 
     // A forged published key is refused for a teammate who pins it.
     let carol = Person::join(&cloud, "carol");
-    ec2(&cloud, &[("Action", "CreateTags"), ("ResourceId.1", &id), ("Tag.1.Key", "cgcloud:host-key"), ("Tag.1.Value", &forged)]);
+    ec2(
+        &cloud,
+        &[
+            ("Action", "CreateTags"),
+            ("ResourceId.1", &id),
+            ("Tag.1.Key", "cgcloud:host-key"),
+            ("Tag.1.Value", &forged),
+        ],
+    );
     assert_refused(&carol.run(&["ssh", ROLE, "true"]));
     // Those who pinned the real key keep it.
     assert_success(&alice.run(&["ssh", ROLE, "true"]));
 
     // Arguments cannot weaken the connection.
-    let o = alice.run(&["ssh", ROLE, "-l", "admin\nProxyCommand sh -c 'touch /tmp/pwned'", "true"]);
+    let o = alice.run(&[
+        "ssh",
+        ROLE,
+        "-l",
+        "admin\nProxyCommand sh -c 'touch /tmp/pwned'",
+        "true",
+    ]);
     assert_user_error(&o, "is not an account name");
-    for rsh in [&["--rsh=ssh -o StrictHostKeyChecking=no"][..], &["-ave", "ssh -o StrictHostKeyChecking=no"][..]] {
+    for rsh in [
+        &["--rsh=ssh -o StrictHostKeyChecking=no"][..],
+        &["-ave", "ssh -o StrictHostKeyChecking=no"][..],
+    ] {
         let mut args = vec!["rsync", ROLE, "--"];
         args.extend(rsh);
         args.extend([":from-bob", "."]);
         assert_user_error(&alice.run(&args), "would replace the ssh cgcloud runs");
     }
-    for opts in ["-o UserKnownHostsFile=/dev/null", "-oStrictHostKeyChecking=no", "-F /tmp/other_config", "-o 'ProxyCommand nc %h %p'"] {
+    for opts in [
+        "-o UserKnownHostsFile=/dev/null",
+        "-oStrictHostKeyChecking=no",
+        "-F /tmp/other_config",
+        "-o 'ProxyCommand nc %h %p'",
+    ] {
         let o = alice.run(&["rsync", ROLE, "--ssh-opts", opts, ":from-bob", "."]);
         assert_user_error(&o, "is not allowed in --ssh-opts");
     }
@@ -200,8 +297,17 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
     // so revoking her key pair takes her access away; Bob keeps his.
     let alice_key = std::fs::read_to_string(alice.key.with_extension("pub")).unwrap();
     let alice_data = alice_key.split_whitespace().nth(1).unwrap().to_string();
-    let o = bob.run(&["ssh", ROLE, &format!("grep -c {alice_data} ~/.ssh/authorized_keys ~/.ssh/authorized_keys.cgcloud")]);
-    assert!(stdout(&o).contains("authorized_keys:0") && stdout(&o).contains("authorized_keys.cgcloud:1"), "{}", stdout(&o));
+    let o = bob.run(&[
+        "ssh",
+        ROLE,
+        &format!("grep -c {alice_data} ~/.ssh/authorized_keys ~/.ssh/authorized_keys.cgcloud"),
+    ]);
+    assert!(
+        stdout(&o).contains("authorized_keys:0")
+            && stdout(&o).contains("authorized_keys.cgcloud:1"),
+        "{}",
+        stdout(&o)
+    );
     let o = bob.run(&["keys", "revoke", "alice"]);
     assert_user_error(&o, "without confirmation");
     assert_success(&bob.run(&["keys", "revoke", "alice", "-y"]));
@@ -211,7 +317,11 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
         if o.status.code() == Some(255) && stderr(&o).contains("Permission denied") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "alice's revoked key still logs in: {}", stderr(&o));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice's revoked key still logs in: {}",
+            stderr(&o)
+        );
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
     assert_success(&bob.run(&["ssh", ROLE, "true"]));
@@ -235,12 +345,22 @@ fn base64_decode(s: &str) -> Vec<u8> {
 #[test]
 fn a_box_with_no_published_key_is_never_trusted_on_first_use() {
     let w = World::new("dora");
-    let id = w.launch("team_generic-debian-bookworm-box", &[("cgcloud:namespace", NAMESPACE)]);
+    let id = w.launch(
+        "team_generic-debian-bookworm-box",
+        &[("cgcloud:namespace", NAMESPACE)],
+    );
     let home = w.home.path();
     let key = ssh_keygen(home, "id_ed25519", "ed25519");
-    for args in [&["ssh", ROLE, "true"][..], &["rsync", ROLE, ":x", "."][..], &["start", ROLE][..], &["reboot", ROLE][..]] {
+    for args in [
+        &["ssh", ROLE, "true"][..],
+        &["rsync", ROLE, ":x", "."][..],
+        &["start", ROLE][..],
+        &["reboot", ROLE][..],
+    ] {
         let mut c = w.cgcloud(args);
-        c.env("CGCLOUD_NAMESPACE", NAMESPACE).env("CGCLOUD_SSH_KEY", &key).env("CGCLOUD_DATA_DIR", home.join("data"));
+        c.env("CGCLOUD_NAMESPACE", NAMESPACE)
+            .env("CGCLOUD_SSH_KEY", &key)
+            .env("CGCLOUD_DATA_DIR", home.join("data"));
         let o = run(c);
         if args[0] == "start" {
             // A running box is not started; the refusal that matters is for the others.
@@ -248,8 +368,21 @@ fn a_box_with_no_published_key_is_never_trusted_on_first_use() {
             continue;
         }
         assert_user_error(&o, "cgcloud has no host key for");
-        assert!(stderr(&o).contains("cgcloud:host-key") && stderr(&o).contains("console"), "{}", stderr(&o));
-        assert!(!home.join("data/known_hosts").exists() || std::fs::read_to_string(home.join("data/known_hosts")).unwrap().is_empty());
+        assert!(
+            stderr(&o).contains("cgcloud:host-key") && stderr(&o).contains("console"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(
+            !home.join("data/known_hosts").exists()
+                || std::fs::read_to_string(home.join("data/known_hosts"))
+                    .unwrap()
+                    .is_empty()
+        );
     }
-    assert_eq!(w.instance_state(&id), "running", "reboot refused before stopping anything");
+    assert_eq!(
+        w.instance_state(&id),
+        "running",
+        "reboot refused before stopping anything"
+    );
 }

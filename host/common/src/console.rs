@@ -18,7 +18,13 @@ const BEGIN: &str = "-----BEGIN SSH HOST KEY KEYS-----";
 const END: &str = "-----END SSH HOST KEY KEYS-----";
 
 /// Key types cgcloud accepts from a console, best first.
-const TYPES: &[&str] = &["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"];
+const TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+];
 
 /// Removes ANSI escape sequences and carriage returns.
 fn clean(line: &str) -> String {
@@ -51,14 +57,24 @@ fn clean(line: &str) -> String {
 /// `console`, best type first. Empty if there is no complete block.
 pub fn host_keys(console: &str) -> Vec<String> {
     let lines: Vec<String> = console.lines().map(clean).collect();
-    let Some(end) = lines.iter().rposition(|l| l.trim() == END) else { return Vec::new() };
-    let Some(begin) = lines[..end].iter().rposition(|l| l.trim() == BEGIN) else { return Vec::new() };
+    let Some(end) = lines.iter().rposition(|l| l.trim() == END) else {
+        return Vec::new();
+    };
+    let Some(begin) = lines[..end].iter().rposition(|l| l.trim() == BEGIN) else {
+        return Vec::new();
+    };
     let mut keys: Vec<(usize, String)> = Vec::new();
     for line in &lines[begin + 1..end] {
         let mut words = line.split_whitespace();
-        let (Some(kind), Some(data)) = (words.next(), words.next()) else { continue };
-        let Some(rank) = TYPES.iter().position(|t| *t == kind) else { continue };
-        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(data) else { continue };
+        let (Some(kind), Some(data)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Some(rank) = TYPES.iter().position(|t| *t == kind) else {
+            continue;
+        };
+        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(data) else {
+            continue;
+        };
         // The blob starts with the key type again, as a length-prefixed string.
         let declared = blob
             .get(..4)
@@ -80,7 +96,8 @@ pub fn host_keys(console: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN35fZv6kVsxDmQNxTLUN0V5is/1ARqdI3X4VmEhx1+d";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN35fZv6kVsxDmQNxTLUN0V5is/1ARqdI3X4VmEhx1+d";
     const EC: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBE2tSTLbfBukXKdhIrF2yXBJ7bOjzQ/HZKDmyp22ACWxK8hxbQXodmHdEsA9eVeRzEMr3C0aVW/qshbKinkMgN0=";
 
     fn block(lines: &[&str]) -> String {
@@ -98,7 +115,10 @@ mod tests {
 
     #[test]
     fn reads_the_block_best_type_first() {
-        let text = block(&[&format!("{EC} root@ip-10-0-0-1"), &format!("{ED} root@ip-10-0-0-1")]);
+        let text = block(&[
+            &format!("{EC} root@ip-10-0-0-1"),
+            &format!("{ED} root@ip-10-0-0-1"),
+        ]);
         assert_eq!(host_keys(&text), vec![ED.to_string(), EC.to_string()]);
     }
 
@@ -124,6 +144,9 @@ mod tests {
         let old = block(&[EC]);
         let new = block(&[ED]);
         assert_eq!(host_keys(&format!("{old}\n{new}")), vec![ED.to_string()]);
-        assert_eq!(host_keys(&format!("{new}\n{BEGIN}\n{EC}\n")), vec![ED.to_string()]);
+        assert_eq!(
+            host_keys(&format!("{new}\n{BEGIN}\n{EC}\n")),
+            vec![ED.to_string()]
+        );
     }
 }

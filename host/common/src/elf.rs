@@ -119,8 +119,12 @@ impl<'a> Reader<'a> {
     fn bytes(&self, off: u64, len: u64) -> Result<&'a [u8], ElfError> {
         let start = usize::try_from(off).map_err(|_| ElfError::Malformed("offset out of range"))?;
         let len = usize::try_from(len).map_err(|_| ElfError::Malformed("size out of range"))?;
-        let end = start.checked_add(len).ok_or(ElfError::Malformed("offset out of range"))?;
-        self.0.get(start..end).ok_or(ElfError::Malformed("truncated"))
+        let end = start
+            .checked_add(len)
+            .ok_or(ElfError::Malformed("offset out of range"))?;
+        self.0
+            .get(start..end)
+            .ok_or(ElfError::Malformed("truncated"))
     }
     fn u16(&self, off: u64) -> Result<u16, ElfError> {
         let b = self.bytes(off, 2)?;
@@ -140,8 +144,12 @@ impl<'a> Reader<'a> {
     fn cstr(&self, off: u64, limit: u64) -> Result<&'a str, ElfError> {
         let avail = (self.0.len() as u64).saturating_sub(off).min(limit);
         let b = self.bytes(off, avail)?;
-        let end = b.iter().position(|&c| c == 0).ok_or(ElfError::Malformed("unterminated string"))?;
-        std::str::from_utf8(&b[..end]).map_err(|_| ElfError::Malformed("a string that is not UTF-8"))
+        let end = b
+            .iter()
+            .position(|&c| c == 0)
+            .ok_or(ElfError::Malformed("unterminated string"))?;
+        std::str::from_utf8(&b[..end])
+            .map_err(|_| ElfError::Malformed("a string that is not UTF-8"))
     }
 }
 
@@ -179,7 +187,9 @@ pub fn inspect(data: &[u8]) -> Result<ElfInfo, ElfError> {
             return Err(ElfError::Malformed("program header entries too small"));
         }
         for i in 0..phnum {
-            let ph = phoff.checked_add(i * phentsize).ok_or(ElfError::Malformed("offset out of range"))?;
+            let ph = phoff
+                .checked_add(i * phentsize)
+                .ok_or(ElfError::Malformed("offset out of range"))?;
             if r.u32(ph)? == PT_INTERP {
                 let off = r.u64(ph + 8)?;
                 let size = r.u64(ph + 32)?;
@@ -194,9 +204,17 @@ pub fn inspect(data: &[u8]) -> Result<ElfInfo, ElfError> {
             return Err(ElfError::Malformed("section header entries too small"));
         }
         let section = |i: u64| -> Result<(u32, u32, u64, u64, u32), ElfError> {
-            let sh = shoff.checked_add(i * shentsize).ok_or(ElfError::Malformed("offset out of range"))?;
+            let sh = shoff
+                .checked_add(i * shentsize)
+                .ok_or(ElfError::Malformed("offset out of range"))?;
             // sh_type, sh_link, sh_offset, sh_size, sh_info
-            Ok((r.u32(sh + 4)?, r.u32(sh + 40)?, r.u64(sh + 24)?, r.u64(sh + 32)?, r.u32(sh + 44)?))
+            Ok((
+                r.u32(sh + 4)?,
+                r.u32(sh + 40)?,
+                r.u64(sh + 24)?,
+                r.u64(sh + 32)?,
+                r.u32(sh + 44)?,
+            ))
         };
         for i in 0..shnum {
             let (kind, link, off, size, count) = section(i)?;
@@ -204,7 +222,9 @@ pub fn inspect(data: &[u8]) -> Result<ElfInfo, ElfError> {
                 continue;
             }
             if u64::from(link) >= shnum {
-                return Err(ElfError::Malformed("version references name no string table"));
+                return Err(ElfError::Malformed(
+                    "version references name no string table",
+                ));
             }
             let (_, _, str_off, str_size, _) = section(u64::from(link))?;
             let strings = |name: u32| -> Result<&str, ElfError> {
@@ -213,13 +233,17 @@ pub fn inspect(data: &[u8]) -> Result<ElfInfo, ElfError> {
                 }
                 r.cstr(str_off + u64::from(name), str_size - u64::from(name))
             };
-            let end = off.checked_add(size).ok_or(ElfError::Malformed("offset out of range"))?;
+            let end = off
+                .checked_add(size)
+                .ok_or(ElfError::Malformed("offset out of range"))?;
             let mut need = off;
             let mut records = 0usize;
             for _ in 0..count {
                 // Elf64_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32
                 if need.checked_add(16).is_none_or(|e| e > end) {
-                    return Err(ElfError::Malformed("version references run past their section"));
+                    return Err(ElfError::Malformed(
+                        "version references run past their section",
+                    ));
                 }
                 let cnt = r.u16(need + 2)?;
                 let aux_off = r.u32(need + 8)?;
@@ -232,7 +256,9 @@ pub fn inspect(data: &[u8]) -> Result<ElfInfo, ElfError> {
                     }
                     // Elf64_Vernaux: vna_hash u32, vna_flags u16, vna_other u16, vna_name u32, vna_next u32
                     if aux.checked_add(16).is_none_or(|e| e > end) {
-                        return Err(ElfError::Malformed("version references run past their section"));
+                        return Err(ElfError::Malformed(
+                            "version references run past their section",
+                        ));
                     }
                     let name = strings(r.u32(aux + 8)?)?;
                     if let Some(v) = name.strip_prefix("GLIBC_").and_then(GlibcVersion::parse) {
@@ -251,7 +277,13 @@ pub fn inspect(data: &[u8]) -> Result<ElfInfo, ElfError> {
             }
         }
     }
-    Ok(ElfInfo { arch, machine, dynamic: interpreter.is_some(), interpreter, glibc })
+    Ok(ElfInfo {
+        arch,
+        machine,
+        dynamic: interpreter.is_some(),
+        interpreter,
+        glibc,
+    })
 }
 
 #[cfg(test)]
@@ -269,7 +301,9 @@ mod tests {
         assert_eq!(info.arch, Arch::host());
         if cfg!(target_env = "gnu") {
             assert!(info.dynamic);
-            let glibc = info.glibc.expect("a glibc program references GLIBC_ versions");
+            let glibc = info
+                .glibc
+                .expect("a glibc program references GLIBC_ versions");
             assert!(glibc >= GlibcVersion(2, 2), "{glibc}");
         }
     }

@@ -50,10 +50,12 @@ pub fn check_folders(path: &Path) -> Result<(), PluginError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let full = std::fs::canonicalize(path).map_err(|e| PluginError::Io(path.to_path_buf(), e))?;
+        let full =
+            std::fs::canonicalize(path).map_err(|e| PluginError::Io(path.to_path_buf(), e))?;
         let me = euid();
         for folder in full.ancestors().skip(1) {
-            let meta = std::fs::metadata(folder).map_err(|e| PluginError::Io(folder.to_path_buf(), e))?;
+            let meta =
+                std::fs::metadata(folder).map_err(|e| PluginError::Io(folder.to_path_buf(), e))?;
             let unsafe_folder = |why: String| PluginError::UnsafeFolder {
                 file: path.to_path_buf(),
                 folder: folder.to_path_buf(),
@@ -64,7 +66,9 @@ pub fn check_folders(path: &Path) -> Result<(), PluginError> {
             }
             let mode = meta.mode() & 0o7777;
             if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-                return Err(unsafe_folder(format!("group or others may write (mode {mode:o})")));
+                return Err(unsafe_folder(format!(
+                    "group or others may write (mode {mode:o})"
+                )));
             }
         }
     }

@@ -41,7 +41,9 @@ fn open(path: &Path) -> Result<std::fs::File, PluginError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NONBLOCK);
     }
-    options.open(path).map_err(|e| PluginError::Io(path.to_path_buf(), e))
+    options
+        .open(path)
+        .map_err(|e| PluginError::Io(path.to_path_buf(), e))
 }
 
 /// The largest plugin file read (a release plugin is a few MB).
@@ -65,7 +67,9 @@ pub fn inspect(
     use std::io::Read as _;
     let path = &candidate.path;
     let file = open(path)?;
-    let meta = file.metadata().map_err(|e| PluginError::Io(path.clone(), e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| PluginError::Io(path.clone(), e))?;
     if !meta.is_file() {
         return Err(PluginError::NotALibrary(path.clone()));
     }
@@ -78,7 +82,10 @@ pub fn inspect(
         .read_to_end(&mut bytes)
         .map_err(|e| PluginError::Io(path.clone(), e))?;
     if bytes.len() as u64 > MAX_PLUGIN_BYTES {
-        return Err(PluginError::Corrupt(path.clone(), format!("larger than {MAX_PLUGIN_BYTES} bytes")));
+        return Err(PluginError::Corrupt(
+            path.clone(),
+            format!("larger than {MAX_PLUGIN_BYTES} bytes"),
+        ));
     }
     let needs_lock = candidate.origin.needs_lock() && lock.is_some();
     let sha256 = (want_sha256 || needs_lock).then(|| sha256_hex(&bytes));
@@ -203,7 +210,10 @@ pub fn load(inspected: Inspected) -> Result<Loaded, PluginError> {
 #[cfg(target_os = "linux")]
 fn checked_file(inspected: &Inspected) -> Result<PathBuf, PluginError> {
     use std::os::unix::io::AsRawFd;
-    Ok(PathBuf::from(format!("/proc/self/fd/{}", inspected.file.as_raw_fd())))
+    Ok(PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        inspected.file.as_raw_fd()
+    )))
 }
 
 /// A path that names exactly the file [`inspect`] checked: a private copy of its bytes.
@@ -211,8 +221,13 @@ fn checked_file(inspected: &Inspected) -> Result<PathBuf, PluginError> {
 fn checked_file(inspected: &Inspected) -> Result<PathBuf, PluginError> {
     use std::io::{Seek, SeekFrom};
     let err = |e| PluginError::Io(inspected.path.clone(), e);
-    let dir = tempfile::Builder::new().prefix("cgcloud-plugin-").tempdir().map_err(err)?;
-    let copy = dir.path().join(inspected.path.file_name().unwrap_or_default());
+    let dir = tempfile::Builder::new()
+        .prefix("cgcloud-plugin-")
+        .tempdir()
+        .map_err(err)?;
+    let copy = dir
+        .path()
+        .join(inspected.path.file_name().unwrap_or_default());
     let mut from: &std::fs::File = &inspected.file;
     from.seek(SeekFrom::Start(0)).map_err(err)?;
     let mut to = std::fs::File::create(&copy).map_err(err)?;

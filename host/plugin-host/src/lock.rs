@@ -69,7 +69,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PluginError> {
     use std::io::Write;
     let err = |e| PluginError::Write(path.to_path_buf(), e);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".cgcloud-").suffix(".tmp");
@@ -85,7 +88,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PluginErr
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     #[cfg(unix)]
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
     Ok(())
 }
 
@@ -121,7 +126,6 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,9 +145,15 @@ mod tests {
         write_atomic(&target, b"two\n", 0o644).unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "two\n");
         assert_eq!(mode(&target), 0o644);
-        let names: Vec<String> =
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(names.len(), 2, "only the target and the planted link: {names:?}");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "only the target and the planted link: {names:?}"
+        );
     }
 
     #[test]
@@ -154,6 +164,10 @@ mod tests {
         assert_eq!(mode(&data), 0o700);
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
         ensure_private_dir(&data).unwrap();
-        assert_eq!(mode(&data), 0o700, "an existing open directory is made private");
+        assert_eq!(
+            mode(&data),
+            0o700,
+            "an existing open directory is made private"
+        );
     }
 }

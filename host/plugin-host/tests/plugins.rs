@@ -8,7 +8,9 @@
 mod support;
 
 use cgcloud_plugin_api::testing::FakeHost;
-use cgcloud_plugin_host::{add_plugin, loader, verify, Candidate, Offline, Origin, PluginError, PluginSources, Registry};
+use cgcloud_plugin_host::{
+    add_plugin, loader, verify, Candidate, Offline, Origin, PluginError, PluginSources, Registry,
+};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -638,8 +640,12 @@ fn builtins_only_lists_the_seven_builtin_roles() {
 #[test]
 fn a_plugin_swapped_between_check_and_load_is_not_loaded() {
     let (_d, lib) = copy_to_temp(&fixtures().example);
-    let candidate = Candidate { path: lib.clone(), origin: Origin::Cli };
-    let inspected = loader::inspect(&candidate, None, &Default::default(), true).expect("the example passes the checks");
+    let candidate = Candidate {
+        path: lib.clone(),
+        origin: Origin::Cli,
+    };
+    let inspected = loader::inspect(&candidate, None, &Default::default(), true)
+        .expect("the example passes the checks");
     assert_eq!(inspected.info.name, "example-roles");
     // Another library takes the checked one's place at the same path ...
     let (_d2, other) = copy_to_temp(&fixtures().lib("dup-roles"));
@@ -656,13 +662,21 @@ fn plugins_of_other_owners_or_in_open_folders_are_refused() {
     std::os::unix::fs::chown(&lib, Some(4321), None).expect("chown (the tests run as root)");
     let data = tempfile::tempdir().expect("dir");
     let e = load_err(&cli(&[&lib], data.path()));
-    assert!(e.to_string().contains("belongs to uid 4321, neither you nor root"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("belongs to uid 4321, neither you nor root"),
+        "{e}"
+    );
     assert!(!is_mapped(&lib));
     // A folder others may write, without the sticky bit.
     let (d, lib) = copy_to_temp(&fixtures().example);
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let e = load_err(&cli(&[&lib], data.path()));
-    assert!(e.to_string().contains("group or others may write (mode 777)"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("group or others may write (mode 777)"),
+        "{e}"
+    );
     // With the sticky bit (like /tmp) it is fine.
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
     Registry::load(&cli(&[&lib], data.path())).expect("a sticky folder is fine");

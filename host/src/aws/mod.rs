@@ -102,7 +102,9 @@ where
 {
     match err {
         SdkError::ServiceError(_) => {
-            let code = err.code().unwrap_or("the service failed without saying why");
+            let code = err
+                .code()
+                .unwrap_or("the service failed without saying why");
             match err.message() {
                 Some(m) if !m.is_empty() => format!("{code}: {m}"),
                 _ => code.to_string(),

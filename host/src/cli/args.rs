@@ -14,7 +14,13 @@ pub struct ContextArgs {
 
     /// The namespace to work in: starts and ends with `/`; `__me__` stands for your IAM user
     /// name (or CGCLOUD_ME), without anything after an `@`
-    #[arg(short = 'n', long, env = "CGCLOUD_NAMESPACE", default_value = "/__me__/", value_name = "PREFIX")]
+    #[arg(
+        short = 'n',
+        long,
+        env = "CGCLOUD_NAMESPACE",
+        default_value = "/__me__/",
+        value_name = "PREFIX"
+    )]
     pub namespace: String,
 }
 
@@ -69,7 +75,12 @@ pub struct CreationArgs {
 
     /// The EC2 instance type, any name EC2 knows (default: CGCLOUD_INSTANCE_TYPE, else the
     /// role's recommendation)
-    #[arg(short = 't', long = "instance-type", env = "CGCLOUD_INSTANCE_TYPE", value_name = "TYPE")]
+    #[arg(
+        short = 't',
+        long = "instance-type",
+        env = "CGCLOUD_INSTANCE_TYPE",
+        value_name = "TYPE"
+    )]
     pub instance_type: Option<String>,
 
     /// The virtualization type of the image to boot

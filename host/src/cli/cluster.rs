@@ -37,7 +37,12 @@ pub struct CreateClusterArgs {
     #[arg(short = 'c', long = "cluster-name", value_name = "NAME")]
     pub cluster_name: Option<String>,
     /// How many workers
-    #[arg(short = 's', long = "num-workers", default_value_t = 1, value_name = "N")]
+    #[arg(
+        short = 's',
+        long = "num-workers",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub num_workers: usize,
     /// Give each node a persistent EBS volume of this many GB
     #[arg(short = 'e', long = "ebs-volume-size", value_name = "GB")]
@@ -70,7 +75,12 @@ pub struct GrowClusterArgs {
     #[arg(short = 'Q', long)]
     pub quick: bool,
     /// How many workers to add
-    #[arg(short = 's', long = "num-workers", default_value_t = 1, value_name = "N")]
+    #[arg(
+        short = 's',
+        long = "num-workers",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub num_workers: usize,
 }
 
@@ -117,7 +127,11 @@ pub struct SshClusterArgs {
     #[arg(short = 'P', long)]
     pub parallel: bool,
     /// Arguments for ssh, e.g. the command to run
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
 }
 
@@ -134,9 +148,18 @@ pub struct RsyncClusterArgs {
     #[command(flatten)]
     pub login: LoginArgs,
     /// Extra options for the ssh that rsync runs
-    #[arg(short = 'e', long = "ssh-opts", value_name = "OPTS", allow_hyphen_values = true)]
+    #[arg(
+        short = 'e',
+        long = "ssh-opts",
+        value_name = "OPTS",
+        allow_hyphen_values = true
+    )]
     pub ssh_opts: Option<String>,
     /// Arguments for rsync, with the nodes' paths written as `:path`
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
 }

@@ -69,10 +69,8 @@ pub struct RecreateArgs {
 }
 
 fn options(c: &CreationArgs, t: &TerminationArgs) -> Result<CreateOptions> {
-    if c.spot_launch_group.is_some() || c.spot_auto_zone {
-        if c.spot_bid.is_none() {
-            crate::bail_user!("--spot-launch-group and --spot-auto-zone need --spot-bid");
-        }
+    if (c.spot_launch_group.is_some() || c.spot_auto_zone) && c.spot_bid.is_none() {
+        crate::bail_user!("--spot-launch-group and --spot-auto-zone need --spot-bid");
     }
     if c.spot_auto_zone && c.subnet.is_some() {
         crate::bail_user!("--spot-auto-zone cannot be combined with --subnet");
@@ -98,23 +96,38 @@ fn options(c: &CreationArgs, t: &TerminationArgs) -> Result<CreateOptions> {
     })
 }
 
-async fn run(context: &ContextArgs, role: &str, opts: CreateOptions, creation: &CreationArgs, json: bool, list: bool, g: &Globals) -> Result<i32> {
+async fn run(
+    context: &ContextArgs,
+    role: &str,
+    opts: CreateOptions,
+    creation: &CreationArgs,
+    json: bool,
+    list: bool,
+    g: &Globals,
+) -> Result<i32> {
     let ctx = Context::new(context, g).await?;
     let roles = Roles::load(g)?;
     let handle = roles.handle(role)?;
     let ssh = boxes::ssh_settings(creation.ssh_key.clone())?;
-    let Some((created, report)) = boxes::create(&ctx, handle, &opts, &ssh).await? else { return Ok(0) };
+    let Some((created, report)) = boxes::create(&ctx, handle, &opts, &ssh).await? else {
+        return Ok(0);
+    };
     if json {
         g.shell.json(&report);
     } else if list {
-        let rows = crate::ops::instances::list(&ctx, report["role"].as_str().unwrap_or_default(), None).await?;
+        let rows =
+            crate::ops::instances::list(&ctx, report["role"].as_str().unwrap_or_default(), None)
+                .await?;
         let rows: Vec<serde_json::Value> = rows
             .iter()
             .enumerate()
             .filter(|(_, i)| i.instance_id() == Some(created.instance_id.as_str()))
             .map(|(n, i)| crate::ops::instances::list_row(&ctx, n, i))
             .collect();
-        let text: Vec<Vec<String>> = rows.iter().map(|r| crate::ops::instances::row_text(r, &crate::ops::instances::LIST_COLUMNS)).collect();
+        let text: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| crate::ops::instances::row_text(r, &crate::ops::instances::LIST_COLUMNS))
+            .collect();
         g.shell.table(&crate::ops::instances::LIST_COLUMNS, &text);
     }
     Ok(0)
@@ -127,7 +140,16 @@ pub async fn create(args: CreateArgs, g: &Globals) -> Result<i32> {
     opts.upgrade = args.upgrade;
     opts.plan = args.plan;
     opts.no_agent = args.no_agent;
-    run(&args.context, &args.role, opts, &args.creation, args.json, args.creation.list, g).await
+    run(
+        &args.context,
+        &args.role,
+        opts,
+        &args.creation,
+        args.json,
+        args.creation.list,
+        g,
+    )
+    .await
 }
 
 pub async fn recreate(args: RecreateArgs, g: &Globals) -> Result<i32> {
@@ -135,5 +157,14 @@ pub async fn recreate(args: RecreateArgs, g: &Globals) -> Result<i32> {
     opts.from_image = Some(args.boot_image.clone());
     opts.quick = args.quick;
     opts.plan = args.plan;
-    run(&args.context, &args.role, opts, &args.creation, args.json, args.creation.list, g).await
+    run(
+        &args.context,
+        &args.role,
+        opts,
+        &args.creation,
+        args.json,
+        args.creation.list,
+        g,
+    )
+    .await
 }

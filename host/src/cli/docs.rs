@@ -46,7 +46,10 @@ pub struct ManArgs {
 
 /// The subcommands that take a `ROLE` argument.
 fn role_commands(cmd: &clap::Command) -> Vec<String> {
-    cmd.get_subcommands().filter(|s| s.get_arguments().any(|a| a.get_id() == "role")).map(|s| s.get_name().to_string()).collect()
+    cmd.get_subcommands()
+        .filter(|s| s.get_arguments().any(|a| a.get_id() == "role"))
+        .map(|s| s.get_name().to_string())
+        .collect()
 }
 
 /// The command line with `roles` as the possible values of every `ROLE` argument (for
@@ -58,14 +61,21 @@ fn with_role_names(mut cmd: clap::Command, roles: &[String]) -> clap::Command {
     let names: Vec<(String, usize)> = role_commands(&cmd)
         .into_iter()
         .filter_map(|name| {
-            let index = cmd.find_subcommand(&name)?.get_arguments().find(|a| a.get_id() == "role")?.get_index()?;
+            let index = cmd
+                .find_subcommand(&name)?
+                .get_arguments()
+                .find(|a| a.get_id() == "role")?
+                .get_index()?;
             Some((name, index))
         })
         .collect();
     for (name, index) in names {
         let roles = roles.to_vec();
         cmd = cmd.mut_subcommand(name, move |s| {
-            s.mut_arg("role", move |a| a.index(index).value_parser(PossibleValuesParser::new(roles)))
+            s.mut_arg("role", move |a| {
+                a.index(index)
+                    .value_parser(PossibleValuesParser::new(roles))
+            })
         });
     }
     cmd
@@ -75,19 +85,34 @@ pub fn completions(args: CompletionsArgs, g: &Globals) -> Result<()> {
     let roles = match Roles::load(g).and_then(|r| r.list()) {
         Ok(list) => list
             .into_iter()
-            .map(|r| if r.summary.conflict { r.summary.qualified } else { r.summary.name })
+            .map(|r| {
+                if r.summary.conflict {
+                    r.summary.qualified
+                } else {
+                    r.summary.name
+                }
+            })
             .collect(),
         Err(e) => {
-            g.shell.warn(format!("role names are left out of the completions: {}", crate::errors::one_line(&e)));
+            g.shell.warn(format!(
+                "role names are left out of the completions: {}",
+                crate::errors::one_line(&e)
+            ));
             Vec::new()
         }
     };
     let mut cmd = with_role_names(super::Cli::command(), &roles);
     let mut out = Vec::new();
     match args.shell {
-        Shell::Bash => clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "cgcloud", &mut out),
-        Shell::Zsh => clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "cgcloud", &mut out),
-        Shell::Fish => clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "cgcloud", &mut out),
+        Shell::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "cgcloud", &mut out)
+        }
+        Shell::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "cgcloud", &mut out)
+        }
+        Shell::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "cgcloud", &mut out)
+        }
     }
     let mut script = String::from_utf8_lossy(&out).trim_end().to_string();
     if matches!(args.shell, Shell::Fish) && !roles.is_empty() {
@@ -107,7 +132,9 @@ pub fn completions(args: CompletionsArgs, g: &Globals) -> Result<()> {
 
 fn render(cmd: clap::Command) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut out).context("failed to render a manual page")?;
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .context("failed to render a manual page")?;
     Ok(out)
 }
 
@@ -117,19 +144,28 @@ pub fn man(args: ManArgs, g: &Globals) -> Result<()> {
     // Pages of subcommands are named and titled `cgcloud-COMMAND`.
     let page = |sub: &clap::Command| {
         let name = format!("cgcloud-{}", sub.get_name());
-        sub.clone().name(name.clone()).bin_name(format!("cgcloud {}", sub.get_name())).display_name(name)
+        sub.clone()
+            .name(name.clone())
+            .bin_name(format!("cgcloud {}", sub.get_name()))
+            .display_name(name)
     };
     if let Some(dir) = args.out_dir {
-        std::fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create `{}`", dir.display()))?;
         let mut pages = vec![("cgcloud.1".to_string(), render(top.clone())?)];
         for sub in top.get_subcommands() {
             pages.push((format!("cgcloud-{}.1", sub.get_name()), render(page(sub))?));
         }
         for (file, text) in &pages {
             let path = dir.join(file);
-            std::fs::write(&path, text).with_context(|| format!("failed to write `{}`", path.display()))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("failed to write `{}`", path.display()))?;
         }
-        g.shell.info(format!("wrote {} manual pages to `{}`", pages.len(), dir.display()));
+        g.shell.info(format!(
+            "wrote {} manual pages to `{}`",
+            pages.len(),
+            dir.display()
+        ));
         return Ok(());
     }
     let text = match args.command {

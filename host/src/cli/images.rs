@@ -69,7 +69,11 @@ pub async fn list_images(args: ListImagesArgs, g: &Globals) -> Result<()> {
     let roles = Roles::load(g)?;
     let role = roles.get(&args.role)?;
     let found = images::list(&ctx, &role.image_name_prefix).await?;
-    let rows: Vec<Value> = found.iter().enumerate().map(|(n, i)| images::row(&ctx, n, i)).collect();
+    let rows: Vec<Value> = found
+        .iter()
+        .enumerate()
+        .map(|(n, i)| images::row(&ctx, n, i))
+        .collect();
     if args.json {
         g.shell.json(&Value::Array(rows));
     } else {
@@ -93,4 +97,3 @@ pub async fn delete_image(args: DeleteImageArgs, g: &Globals) -> Result<()> {
     )?;
     images::delete(&ctx, &image, args.keep_snapshot, args.quick).await
 }
-

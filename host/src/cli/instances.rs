@@ -112,7 +112,12 @@ instance_command!(
 
 /// Binds the selection after resolving the role (a qualified `plugin/role` name selects by the
 /// role's own name, which is what instances are named after).
-async fn bind(ctx: &Context, g: &Globals, role: &str, mut sel: Selection) -> Result<aws_sdk_ec2::types::Instance> {
+async fn bind(
+    ctx: &Context,
+    g: &Globals,
+    role: &str,
+    mut sel: Selection,
+) -> Result<aws_sdk_ec2::types::Instance> {
     sel.role = Roles::load(g)?.get(role)?.name;
     instances::bind(ctx, &sel).await
 }
@@ -121,11 +126,18 @@ pub async fn list(args: ListArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
     let role = Roles::load(g)?.get(&args.role)?;
     let found = instances::list(&ctx, &role.name, args.cluster_name.as_deref()).await?;
-    let rows: Vec<Value> = found.iter().enumerate().map(|(n, i)| instances::list_row(&ctx, n, i)).collect();
+    let rows: Vec<Value> = found
+        .iter()
+        .enumerate()
+        .map(|(n, i)| instances::list_row(&ctx, n, i))
+        .collect();
     if args.json {
         g.shell.json(&Value::Array(rows));
     } else {
-        let text: Vec<Vec<String>> = rows.iter().map(|r| instances::row_text(r, &LIST_COLUMNS)).collect();
+        let text: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| instances::row_text(r, &LIST_COLUMNS))
+            .collect();
         g.shell.table(&LIST_COLUMNS, &text);
     }
     Ok(())
@@ -181,7 +193,10 @@ pub async fn terminate(args: TerminateArgs, g: &Globals) -> Result<()> {
     crate::ssh::known_hosts::forget(&ssh.known_hosts(), id)?;
     let _ = std::fs::remove_file(ssh.data_dir.join("ssh").join(format!("{id}.config")));
     if let Err(e) = crate::ops::agent::remove_wiring(&ctx, id).await {
-        ctx.shell.warn(format!("{}; `cgcloud cleanup` removes it later", crate::errors::one_line(&e)));
+        ctx.shell.warn(format!(
+            "{}; `cgcloud cleanup` removes it later",
+            crate::errors::one_line(&e)
+        ));
     }
     Ok(())
 }
@@ -192,7 +207,11 @@ async fn bind_with_role(
     g: &Globals,
     role: &str,
     mut sel: Selection,
-) -> Result<(cgcloud_plugin_host::RoleHandle, cgcloud_plugin_host::RoleData, aws_sdk_ec2::types::Instance)> {
+) -> Result<(
+    cgcloud_plugin_host::RoleHandle,
+    cgcloud_plugin_host::RoleData,
+    aws_sdk_ec2::types::Instance,
+)> {
     let roles = Roles::load(g)?;
     let handle = roles.handle(role)?;
     let data = handle.declared(&cgcloud_plugin_host::Offline::quiet())?;
@@ -201,42 +220,64 @@ async fn bind_with_role(
     Ok((handle, data, i))
 }
 
-fn instance_options(i: &aws_sdk_ec2::types::Instance, data: &cgcloud_plugin_host::RoleData) -> std::collections::BTreeMap<String, String> {
+fn instance_options(
+    i: &aws_sdk_ec2::types::Instance,
+    data: &cgcloud_plugin_host::RoleData,
+) -> std::collections::BTreeMap<String, String> {
     data.options
         .iter()
         .filter_map(|o| crate::aws::tag(i.tags(), &o.name).map(|v| (o.name.clone(), v.to_string())))
         .collect()
 }
 
-async fn start_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
+async fn start_box(
+    ctx: &Context,
+    data: &cgcloud_plugin_host::RoleData,
+    i: &aws_sdk_ec2::types::Instance,
+) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
     instances::check_owned(ctx, i)?;
     if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Stopped) {
         crate::bail_user!(
             "box `{id}` is `{}`, not stopped",
-            crate::aws::state_of(i).map(|s| s.as_str().to_string()).unwrap_or_default()
+            crate::aws::state_of(i)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default()
         );
     }
     let ssh = boxes::ssh_settings(None)?;
     crate::ops::hostkeys::ensure_pinned(ctx, &ssh, i).await?;
-    let private = i.public_ip_address().is_none() && i.private_ip_address().is_some() && i.vpc_id().is_some();
+    let private =
+        i.public_ip_address().is_none() && i.private_ip_address().is_some() && i.vpc_id().is_some();
     let (_, address) = launch::start(ctx, id, private).await?;
-    ctx.shell.info(format!("started `{id}`; waiting until it answers over SSH"));
-    let target = crate::ssh::Target { instance_id: id.to_string(), address, user: data.admin_account.clone() };
+    ctx.shell
+        .info(format!("started `{id}`; waiting until it answers over SSH"));
+    let target = crate::ssh::Target {
+        instance_id: id.to_string(),
+        address,
+        user: data.admin_account.clone(),
+    };
     let mut phases = launch::Phases::default();
-    let (remote, _) = launch::wait_ready(ctx, &ssh, &target, &mut phases, std::time::Instant::now()).await?;
+    let (remote, _) =
+        launch::wait_ready(ctx, &ssh, &target, &mut phases, std::time::Instant::now()).await?;
     remote.close().await;
     ctx.shell.info(format!("box `{id}` is ready"));
     Ok(())
 }
 
-async fn stop_box(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
+async fn stop_box(
+    ctx: &Context,
+    data: &cgcloud_plugin_host::RoleData,
+    i: &aws_sdk_ec2::types::Instance,
+) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
     instances::check_owned(ctx, i)?;
     if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Running) {
         crate::bail_user!(
             "box `{id}` is `{}`, not running",
-            crate::aws::state_of(i).map(|s| s.as_str().to_string()).unwrap_or_default()
+            crate::aws::state_of(i)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default()
         );
     }
     // Ready the disk for an image: no personal keys, no user data. A box that does not answer
@@ -301,7 +342,14 @@ pub async fn image(args: super::images::ImageArgs, g: &Globals) -> Result<i32> {
         );
     }
     let options = instance_options(&i, &data);
-    let id = boxes::image(&ctx, &handle, i.instance_id().unwrap_or_default(), &data, &options).await?;
+    let id = boxes::image(
+        &ctx,
+        &handle,
+        i.instance_id().unwrap_or_default(),
+        &data,
+        &options,
+    )
+    .await?;
     g.shell.out(id);
     Ok(0)
 }
@@ -309,12 +357,22 @@ pub async fn image(args: super::images::ImageArgs, g: &Globals) -> Result<i32> {
 /// Readies a running box's disk for an image: stops its agent and empties the key files it
 /// manages, removes cloud-init's copies of the user data, and records that in the
 /// `cgcloud:image-ready` tag. The agent starts again with the box.
-async fn prepare_for_image(ctx: &Context, data: &cgcloud_plugin_host::RoleData, i: &aws_sdk_ec2::types::Instance) -> Result<()> {
+async fn prepare_for_image(
+    ctx: &Context,
+    data: &cgcloud_plugin_host::RoleData,
+    i: &aws_sdk_ec2::types::Instance,
+) -> Result<()> {
     use crate::ops::hostkeys;
     let id = i.instance_id().unwrap_or_default();
     let ssh = boxes::ssh_settings(None)?;
     let target = access::target(ctx, &ssh, i, &data.admin_account).await?;
-    let remote = crate::ssh::remote::Remote::connect(&ssh, &target, std::time::Duration::from_secs(60), &ctx.shell).await?;
+    let remote = crate::ssh::remote::Remote::connect(
+        &ssh,
+        &target,
+        std::time::Duration::from_secs(60),
+        &ctx.shell,
+    )
+    .await?;
     let result = async {
         if crate::aws::tag(i.tags(), "enable_agent") == Some("True") {
             let mut accounts = vec![data.admin_account.clone()];
@@ -333,7 +391,12 @@ async fn prepare_for_image(ctx: &Context, data: &cgcloud_plugin_host::RoleData, 
         .ec2()
         .create_tags()
         .resources(id)
-        .tags(aws_sdk_ec2::types::Tag::builder().key(hostkeys::IMAGE_READY_TAG).value(now).build())
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(hostkeys::IMAGE_READY_TAG)
+                .value(now)
+                .build(),
+        )
         .send()
         .await
         .map_err(|e| crate::user_error!("failed to tag `{id}`: {}", crate::aws::describe(&e)))?;
@@ -370,7 +433,10 @@ pub async fn ssh(args: SshArgs, g: &Globals) -> Result<i32> {
     let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
     let ssh = boxes::ssh_settings(None)?;
     let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login)?).await?;
-    access::exec(access::ssh_command(&ssh, &target, args.login.forward_agent, &args.args)?, "ssh")
+    access::exec(
+        access::ssh_command(&ssh, &target, args.login.forward_agent, &args.args)?,
+        "ssh",
+    )
 }
 
 pub async fn rsync(args: RsyncArgs, g: &Globals) -> Result<i32> {
@@ -381,7 +447,13 @@ pub async fn rsync(args: RsyncArgs, g: &Globals) -> Result<i32> {
     let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
     let ssh = boxes::ssh_settings(None)?;
     let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login)?).await?;
-    let cmd = access::rsync_command(&ssh, &target, args.login.forward_agent, args.ssh_opts.as_deref(), &args.args)?;
+    let cmd = access::rsync_command(
+        &ssh,
+        &target,
+        args.login.forward_agent,
+        args.ssh_opts.as_deref(),
+        &args.args,
+    )?;
     access::exec(cmd, "rsync")
 }
 
@@ -393,6 +465,7 @@ pub async fn update_instance_profile(args: UpdateInstanceProfileArgs, g: &Global
     let enable_agent = crate::aws::tag(i.tags(), "enable_agent") == Some("True");
     let (features, policies) = boxes::iam_for(&ctx, &data, enable_agent);
     let arn = prepare::ensure_instance_profile(&ctx, &data.name, &features, &policies).await?;
-    ctx.shell.info(format!("instance profile `{arn}` is up to date"));
+    ctx.shell
+        .info(format!("instance profile `{arn}` is up to date"));
     Ok(0)
 }

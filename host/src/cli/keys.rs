@@ -31,19 +31,29 @@ pub struct RegisterKeyArgs {
 pub async fn register_key(args: RegisterKeyArgs, g: &Globals) -> Result<()> {
     let ctx = Context::new(&args.context, g).await?;
     match register_key::register_key(&ctx, &args.key_file, &args.keypair, args.force).await? {
-        Outcome::Imported { name, fingerprint } => {
-            ctx.shell.info(format!("registered key pair `{name}` (fingerprint {fingerprint})"))
-        }
-        Outcome::Replaced { name, fingerprint, old_fingerprint } => ctx.shell.info(format!(
+        Outcome::Imported { name, fingerprint } => ctx.shell.info(format!(
+            "registered key pair `{name}` (fingerprint {fingerprint})"
+        )),
+        Outcome::Replaced {
+            name,
+            fingerprint,
+            old_fingerprint,
+        } => ctx.shell.info(format!(
             "replaced key pair `{name}`: fingerprint {old_fingerprint} is now {fingerprint}"
         )),
         Outcome::Unchanged { .. } => return Ok(()),
     }
     // Agents also poll; a failed notification only delays the new key, so it is a warning.
     match crate::ops::agent::notify(&ctx, &args.keypair).await {
-        Ok(true) => ctx.shell.info(format!("notified the agents of namespace `{}`", ctx.namespace)),
+        Ok(true) => ctx.shell.info(format!(
+            "notified the agents of namespace `{}`",
+            ctx.namespace
+        )),
         Ok(false) => {}
-        Err(e) => ctx.shell.warn(format!("{}; boxes pick the key up at their next periodic refresh", crate::errors::one_line(&e))),
+        Err(e) => ctx.shell.warn(format!(
+            "{}; boxes pick the key up at their next periodic refresh",
+            crate::errors::one_line(&e)
+        )),
     }
     Ok(())
 }
@@ -90,9 +100,9 @@ pub enum KeysCommand {
 impl KeysCommand {
     pub fn context(&self) -> &ContextArgs {
         match self {
-            KeysCommand::Status { context, .. } | KeysCommand::Set { context, .. } | KeysCommand::Revoke { context, .. } => {
-                context
-            }
+            KeysCommand::Status { context, .. }
+            | KeysCommand::Set { context, .. }
+            | KeysCommand::Revoke { context, .. } => context,
         }
     }
 }
@@ -118,11 +128,26 @@ pub async fn keys(cmd: KeysCommand, g: &Globals) -> Result<i32> {
                         ]
                     })
                     .collect();
-                g.shell.table(&["instance_id", "role", "state", "keypairs", "applied_at", "status"], &text);
+                g.shell.table(
+                    &[
+                        "instance_id",
+                        "role",
+                        "state",
+                        "keypairs",
+                        "applied_at",
+                        "status",
+                    ],
+                    &text,
+                );
             }
             Ok(0)
         }
-        KeysCommand::Set { context, role, globs, instance } => {
+        KeysCommand::Set {
+            context,
+            role,
+            globs,
+            instance,
+        } => {
             let ctx = Context::new(&context, g).await?;
             let sel = crate::ops::instances::Selection {
                 role,
@@ -133,7 +158,11 @@ pub async fn keys(cmd: KeysCommand, g: &Globals) -> Result<i32> {
             crate::ops::keys::set(&ctx, g, sel, &globs).await?;
             Ok(0)
         }
-        KeysCommand::Revoke { context, keypair, yes } => {
+        KeysCommand::Revoke {
+            context,
+            keypair,
+            yes,
+        } => {
             let ctx = Context::new(&context, g).await?;
             let (name, fingerprint) = crate::ops::keys::revocable(&ctx, &keypair).await?;
             ctx.shell.info(format!(
@@ -147,7 +176,10 @@ pub async fn keys(cmd: KeysCommand, g: &Globals) -> Result<i32> {
                          run `cgcloud keys revoke {name} -y`"
                     );
                 }
-                let answer = super::security::ask(&format!("Revoke key pair `{name}`? Type `yes` to confirm: ")).await?;
+                let answer = super::security::ask(&format!(
+                    "Revoke key pair `{name}`? Type `yes` to confirm: "
+                ))
+                .await?;
                 if answer.trim() != "yes" {
                     ctx.shell.info("nothing was revoked");
                     return Ok(0);

@@ -27,7 +27,12 @@ use crate::errors::Result;
 /// Create and manage EC2 boxes and their images, provision them over SSH, and keep your team's
 /// SSH keys in sync on every box.
 #[derive(Parser, Debug)]
-#[command(name = "cgcloud", version, propagate_version = true, max_term_width = 110)]
+#[command(
+    name = "cgcloud",
+    version,
+    propagate_version = true,
+    max_term_width = 110
+)]
 pub struct Cli {
     /// Log details of what cgcloud does, including every AWS and SSH step
     #[arg(long, global = true)]
@@ -129,7 +134,10 @@ impl Command {
     /// The context options of the command, if it takes them.
     fn context_args(&self) -> Option<&args::ContextArgs> {
         Some(match self {
-            Command::ListRoles(_) | Command::Plugin(_) | Command::Completions(_) | Command::Man(_) => return None,
+            Command::ListRoles(_)
+            | Command::Plugin(_)
+            | Command::Completions(_)
+            | Command::Man(_) => return None,
             Command::Config(a) => &a.context,
             Command::Keys(k) => k.context(),
             Command::ListOptions(a) => &a.context,

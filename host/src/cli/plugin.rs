@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde_json::json;
 
+use crate::bail_user;
 use crate::ctx::Globals;
 use crate::errors::Result;
 use crate::roles::{self, Roles};
-use crate::bail_user;
 
 /// Manage role plugins: add, list and verify them
 #[derive(Subcommand, Debug)]
@@ -48,7 +48,12 @@ fn add(file: &std::path::Path, as_json: bool, g: &Globals) -> Result<()> {
         return Ok(());
     }
     for old in &report.replaced {
-        g.shell.info(format!("replaced the lock entry of `{}` {} ({})", old.name, old.version, old.file.display()));
+        g.shell.info(format!(
+            "replaced the lock entry of `{}` {} ({})",
+            old.name,
+            old.version,
+            old.file.display()
+        ));
     }
     g.shell.out(format!(
         "added plugin `{}` {} (ABI {}, sha256 {}) as `{}`; locked in `{}`",
@@ -68,13 +73,24 @@ fn list(as_json: bool, g: &Globals) -> Result<()> {
     let all_roles = roles.registry.roles();
     let conflicts = roles.registry.conflicts();
     if as_json {
-        let conflicts: Vec<_> = conflicts.iter().map(|(name, by)| json!({"role": name, "defined_by": by})).collect();
-        g.shell.json(&json!({"plugins": plugins, "roles": all_roles, "conflicts": conflicts}));
+        let conflicts: Vec<_> = conflicts
+            .iter()
+            .map(|(name, by)| json!({"role": name, "defined_by": by}))
+            .collect();
+        g.shell
+            .json(&json!({"plugins": plugins, "roles": all_roles, "conflicts": conflicts}));
         return Ok(());
     }
     for p in &plugins {
-        let file = p.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built in".into());
-        g.shell.out(format!("{} {} (api {}, abi {}) {}", p.name, p.version, p.api, p.abi, file));
+        let file = p
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "built in".into());
+        g.shell.out(format!(
+            "{} {} (api {}, abi {}) {}",
+            p.name, p.version, p.api, p.abi, file
+        ));
         for r in all_roles.iter().filter(|r| r.plugin == p.name) {
             let mut line = format!("  {}", r.name);
             for parent in &r.extends {
@@ -86,7 +102,10 @@ fn list(as_json: bool, g: &Globals) -> Result<()> {
     for (name, by) in &conflicts {
         g.shell.out(format!(
             "conflict: role `{name}` is defined by {}; use the qualified name",
-            by.iter().map(|q| format!("`{q}`")).collect::<Vec<_>>().join(" and ")
+            by.iter()
+                .map(|q| format!("`{q}`"))
+                .collect::<Vec<_>>()
+                .join(" and ")
         ));
     }
     Ok(())
@@ -97,12 +116,17 @@ fn verify(g: &Globals) -> Result<()> {
     let problems = cgcloud_plugin_host::verify(&sources);
     for p in &problems {
         match &p.file {
-            Some(f) => g.shell.out(format!("problem: `{}`: {}", f.display(), p.message)),
+            Some(f) => g
+                .shell
+                .out(format!("problem: `{}`: {}", f.display(), p.message)),
             None => g.shell.out(format!("problem: {}", p.message)),
         }
     }
     if !problems.is_empty() {
-        bail_user!("`cgcloud plugin verify` found {} problem(s)", problems.len());
+        bail_user!(
+            "`cgcloud plugin verify` found {} problem(s)",
+            problems.len()
+        );
     }
     let roles = Roles::load(g)?;
     g.shell.out(format!(

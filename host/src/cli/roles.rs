@@ -42,7 +42,11 @@ pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
         .iter()
         .map(|r| {
             // A name two plugins define is shown qualified, so it can be used as shown.
-            let name = if r.summary.conflict { r.summary.qualified.clone() } else { r.summary.name.clone() };
+            let name = if r.summary.conflict {
+                r.summary.qualified.clone()
+            } else {
+                r.summary.name.clone()
+            };
             vec![name, r.summary.description.clone()]
         })
         .collect();
@@ -59,7 +63,10 @@ pub fn list_options(args: ListOptionsArgs, g: &Globals) -> Result<()> {
         return Ok(());
     }
     if role.options.is_empty() {
-        g.shell.out(format!("The role {} does not define any options", role.name));
+        g.shell.out(format!(
+            "The role {} does not define any options",
+            role.name
+        ));
     }
     for o in &role.options {
         g.shell.out(format!("{}: {}", o.name, o.help));

@@ -54,7 +54,10 @@ impl AgentProgram {
 
 /// Where agents for boxes of `arch` are kept: `<data dir>/agents/<arch>/cgcloud-agent`.
 pub fn data_dir_agent(data_dir: &Path, arch: Arch) -> PathBuf {
-    data_dir.join("agents").join(arch.as_str()).join("cgcloud-agent")
+    data_dir
+        .join("agents")
+        .join(arch.as_str())
+        .join("cgcloud-agent")
 }
 
 /// How to build an agent for `arch` and put it where cgcloud looks.
@@ -78,20 +81,37 @@ pub fn build_hint(data_dir: &Path, arch: Arch) -> String {
 
 /// Reads and checks one candidate file.
 fn read_candidate(path: &Path, source: &'static str, arch: Arch) -> Result<AgentProgram> {
-    let bytes = crate::fsutil::read_small(path, MAX_AGENT_BYTES)
-        .map_err(|e| user_error!("cannot read the cgcloud-agent `{}` ({source}): {e}", path.display()))?;
+    let bytes = crate::fsutil::read_small(path, MAX_AGENT_BYTES).map_err(|e| {
+        user_error!(
+            "cannot read the cgcloud-agent `{}` ({source}): {e}",
+            path.display()
+        )
+    })?;
     let info = cgcloud_common::elf::inspect(&bytes).map_err(|e| {
-        user_error!("`{}` ({source}) is not a cgcloud-agent program for Linux: {e}", path.display())
+        user_error!(
+            "`{}` ({source}) is not a cgcloud-agent program for Linux: {e}",
+            path.display()
+        )
     })?;
     if info.arch != Some(arch) {
-        let has = info.arch.map(|a| a.as_str().to_string()).unwrap_or_else(|| format!("ELF machine {}", info.machine));
+        let has = info
+            .arch
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_else(|| format!("ELF machine {}", info.machine));
         bail_user!(
             "`{}` ({source}) is a cgcloud-agent for {has} but the box is {arch}",
             path.display()
         );
     }
     let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-    Ok(AgentProgram { path: path.to_path_buf(), source, arch, bytes: Arc::new(bytes), sha256, info })
+    Ok(AgentProgram {
+        path: path.to_path_buf(),
+        source,
+        arch,
+        bytes: Arc::new(bytes),
+        sha256,
+        info,
+    })
 }
 
 /// The agent program for boxes of `arch`: `CGCLOUD_AGENT_BIN` if set (it must fit), else
@@ -105,7 +125,9 @@ pub fn select(data_dir: &Path, arch: Arch) -> Result<AgentProgram> {
     if std::fs::symlink_metadata(&in_data).is_ok() {
         return read_candidate(&in_data, "the data directory", arch);
     }
-    let next = std::env::current_exe().ok().map(|exe| exe.with_file_name("cgcloud-agent"));
+    let next = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("cgcloud-agent"));
     let mut looked = vec![format!("`{}`", in_data.display())];
     if let Some(next) = next {
         looked.push(format!("`{}`", next.display()));
@@ -155,14 +177,26 @@ pub fn distro_of(image_name: &str) -> Option<(&'static str, GlibcVersion)> {
         return Some((d, *g));
     }
     // Fedora-Cloud-Base-AmazonEC2.x86_64-43-1.6
-    let release = image_name.strip_prefix("Fedora-Cloud-Base-")?.split('-').nth(2)?;
-    FEDORA.iter().find(|(r, _, _)| *r == release).map(|(_, d, g)| (*d, *g))
+    let release = image_name
+        .strip_prefix("Fedora-Cloud-Base-")?
+        .split('-')
+        .nth(2)?;
+    FEDORA
+        .iter()
+        .find(|(r, _, _)| *r == release)
+        .map(|(_, d, g)| (*d, *g))
 }
 
 /// Checks that `agent` can run on a box of `distro` (as [`distro_of`] tells it; `None` for an
 /// image cgcloud cannot place, judged against [`GLIBC_FLOOR`]).
-pub fn check_runs_on(agent: &AgentProgram, distro: Option<(&str, GlibcVersion)>, image_id: &str) -> Result<()> {
-    let Some(needs) = agent.info.glibc else { return Ok(()) };
+pub fn check_runs_on(
+    agent: &AgentProgram,
+    distro: Option<(&str, GlibcVersion)>,
+    image_id: &str,
+) -> Result<()> {
+    let Some(needs) = agent.info.glibc else {
+        return Ok(());
+    };
     let (name, has) = distro.unwrap_or(("the oldest distribution cgcloud supports", GLIBC_FLOOR));
     if needs > has {
         bail_user!(
@@ -183,7 +217,11 @@ pub fn interval() -> Result<u64> {
             .parse::<u64>()
             .ok()
             .filter(|n| (1..=86_400).contains(n))
-            .ok_or_else(|| user_error!("CGCLOUD_AGENT_INTERVAL must be a number of seconds from 1 to 86400, not `{v}`")),
+            .ok_or_else(|| {
+                user_error!(
+                    "CGCLOUD_AGENT_INTERVAL must be a number of seconds from 1 to 86400, not `{v}`"
+                )
+            }),
         _ => Ok(cgcloud_agent::DEFAULT_INTERVAL_SECONDS),
     }
 }
@@ -191,7 +229,10 @@ pub fn interval() -> Result<u64> {
 /// `data` compressed with gzip (the box unpacks it with `gzip -dc`).
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Write as _;
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 3), flate2::Compression::default());
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3),
+        flate2::Compression::default(),
+    );
     enc.write_all(data)?;
     enc.finish()
 }
@@ -199,7 +240,10 @@ fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
 /// The inline policy the box's IAM role needs for the agent: only what the agent calls.
 pub fn policy(ctx: &Context) -> IamPolicy {
     let partition = cgcloud_common::arn::partition_for_region(&ctx.region);
-    IamPolicy { name: "cgcloud_agent".into(), document: cgcloud_agent::iam_policy(&ctx.namespace, partition).to_string() }
+    IamPolicy {
+        name: "cgcloud_agent".into(),
+        document: cgcloud_agent::iam_policy(&ctx.namespace, partition).to_string(),
+    }
 }
 
 /// Uploads the agent (gzip-compressed, checked by sha256 on the box; skipped when the box
@@ -215,9 +259,14 @@ pub async fn install(
     accounts: &[String],
 ) -> Result<()> {
     let sum = &agent.sha256;
-    let has = remote.run(&format!("sha256sum {REMOTE_BINARY} 2>/dev/null")).await?;
+    let has = remote
+        .run(&format!("sha256sum {REMOTE_BINARY} 2>/dev/null"))
+        .await?;
     if has.status == 0 && has.stdout.split_whitespace().next() == Some(sum.as_str()) {
-        ctx.shell.info(format!("{instance_id}: the box already has this cgcloud-agent (sha256 {}); not uploaded", &sum[..12]));
+        ctx.shell.info(format!(
+            "{instance_id}: the box already has this cgcloud-agent (sha256 {}); not uploaded",
+            &sum[..12]
+        ));
     } else {
         let packed = gzip(&agent.bytes).context("failed to compress the agent")?;
         ctx.shell.info(format!(
@@ -233,7 +282,9 @@ pub async fn install(
              gzip -dc > \"$t\"; echo '{sum}  '\"$t\" | sha256sum -c --status || {{ echo 'checksum mismatch' >&2; exit 3; }}; \
              chmod 755 -- \"$t\"; mv -f -- \"$t\" {REMOTE_BINARY}; trap - EXIT"
         );
-        let out = remote.run_with_stdin(&format!("sudo -n sh -c {}", quote(&script)), Some(&packed)).await?;
+        let out = remote
+            .run_with_stdin(&format!("sudo -n sh -c {}", quote(&script)), Some(&packed))
+            .await?;
         if out.status == 3 {
             bail_user!(
                 "the agent uploaded to `{instance_id}` does not have the sha256 of `{}` ({sum}); not installed",
@@ -258,7 +309,9 @@ pub async fn install(
     };
     let args: Vec<String> = options.to_args().iter().map(|a| quote(a)).collect();
     // The unit is rendered on the box, which knows its accounts' home directories.
-    let unit = remote.run(&format!("sudo -n {REMOTE_BINARY} unit {}", args.join(" "))).await?;
+    let unit = remote
+        .run(&format!("sudo -n {REMOTE_BINARY} unit {}", args.join(" ")))
+        .await?;
     if unit.status != 0 {
         bail_user!("{}", failure(instance_id, "cgcloud-agent unit", &unit));
     }
@@ -269,11 +322,22 @@ pub async fn install(
         dropin = quote(cgcloud_agent::SSHD_DROP_IN),
         dropin_path = cgcloud_agent::SSHD_DROP_IN_PATH,
     );
-    let out = remote.run_with_stdin(&format!("sudo -n sh -c {}", quote(&script)), Some(unit.stdout.as_bytes())).await?;
+    let out = remote
+        .run_with_stdin(
+            &format!("sudo -n sh -c {}", quote(&script)),
+            Some(unit.stdout.as_bytes()),
+        )
+        .await?;
     if out.status != 0 {
-        bail_user!("{}", failure(instance_id, "install the cgcloud-agent service", &out));
+        bail_user!(
+            "{}",
+            failure(instance_id, "install the cgcloud-agent service", &out)
+        );
     }
-    ctx.shell.info(format!("{instance_id}: the agent keeps the SSH keys of {} in sync", accounts.join(", ")));
+    ctx.shell.info(format!(
+        "{instance_id}: the agent keeps the SSH keys of {} in sync",
+        accounts.join(", ")
+    ));
     Ok(())
 }
 
@@ -284,12 +348,19 @@ pub async fn install(
 pub async fn wire(ctx: &Context, instance_id: &str) -> Result<()> {
     let account = ctx.identity().await?.account.clone();
     let partition = cgcloud_common::arn::partition_for_region(&ctx.region);
-    let arn = format!("arn:{partition}:ec2:{}:{account}:instance/{instance_id}", ctx.region);
+    let arn = format!(
+        "arn:{partition}:ec2:{}:{account}:instance/{instance_id}",
+        ctx.region
+    );
     let sns = aws_sdk_sns::Client::new(ctx.aws.sdk());
     let sqs = aws_sdk_sqs::Client::new(ctx.aws.sdk());
     cgcloud_agent::ensure_instance_wiring(&sqs, &sns, &ctx.namespace, instance_id, &arn)
         .await
-        .map_err(|e| user_error!("failed to set up the agent's notification queue for `{instance_id}`: {e:#}"))?;
+        .map_err(|e| {
+            user_error!(
+                "failed to set up the agent's notification queue for `{instance_id}`: {e:#}"
+            )
+        })?;
     Ok(())
 }
 
@@ -298,7 +369,13 @@ pub async fn wire(ctx: &Context, instance_id: &str) -> Result<()> {
 /// key pair revokes it on this box like any other key. Lines people added by hand stay. When
 /// the agent does not take it over (its globs do not match the launch key pair, as for a box
 /// recreated by someone the image's globs leave out), the key stays and a warning says so.
-pub async fn hand_over_launch_key(ctx: &Context, remote: &Remote, instance_id: &str, user: &str, launch_key: &str) -> Result<()> {
+pub async fn hand_over_launch_key(
+    ctx: &Context,
+    remote: &Remote,
+    instance_id: &str,
+    user: &str,
+    launch_key: &str,
+) -> Result<()> {
     let Some(data) = launch_key.split_whitespace().nth(1) else {
         bail_user!("the launch key of `{instance_id}` is not an SSH public key");
     };
@@ -307,7 +384,9 @@ pub async fn hand_over_launch_key(ctx: &Context, remote: &Remote, instance_id: &
     let has = format!("grep -qF -- {} \"{managed}\"", quote(data));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let out = remote.run(&format!("sudo -n sh -c {}", quote(&has))).await?;
+        let out = remote
+            .run(&format!("sudo -n sh -c {}", quote(&has)))
+            .await?;
         if out.status == 0 {
             break;
         }
@@ -327,9 +406,18 @@ pub async fn hand_over_launch_key(ctx: &Context, remote: &Remote, instance_id: &
          chmod --reference=\"$f\" -- \"$t\"; mv -f -- \"$t\" \"$f\"; trap - EXIT",
         data = quote(data)
     );
-    let out = remote.run(&format!("sudo -n sh -c {}", quote(&script))).await?;
+    let out = remote
+        .run(&format!("sudo -n sh -c {}", quote(&script)))
+        .await?;
     if out.status != 0 {
-        bail_user!("{}", failure(instance_id, "take the launch key out of authorized_keys", &out));
+        bail_user!(
+            "{}",
+            failure(
+                instance_id,
+                "take the launch key out of authorized_keys",
+                &out
+            )
+        );
     }
     Ok(())
 }
@@ -337,15 +425,32 @@ pub async fn hand_over_launch_key(ctx: &Context, remote: &Remote, instance_id: &
 /// Stops the agent and empties the key files it manages, so that an image of the box carries
 /// no personal keys (boxes made from it get theirs from their own agent). The agent starts
 /// again with the box.
-pub async fn clear_for_image(remote: &Remote, instance_id: &str, accounts: &[String]) -> Result<()> {
+pub async fn clear_for_image(
+    remote: &Remote,
+    instance_id: &str,
+    accounts: &[String],
+) -> Result<()> {
     let mut script = String::from("set -e; systemctl stop cgcloud-agent.service");
     for a in accounts {
-        let f = format!("$(getent passwd {} | cut -d: -f6)/.ssh/{}", quote(a), cgcloud_agent::MANAGED_FILE);
+        let f = format!(
+            "$(getent passwd {} | cut -d: -f6)/.ssh/{}",
+            quote(a),
+            cgcloud_agent::MANAGED_FILE
+        );
         script.push_str(&format!("; if [ -f \"{f}\" ]; then : > \"{f}\"; fi"));
     }
-    let out = remote.run(&format!("sudo -n sh -c {}", quote(&script))).await?;
+    let out = remote
+        .run(&format!("sudo -n sh -c {}", quote(&script)))
+        .await?;
     if out.status != 0 {
-        bail_user!("{}", failure(instance_id, "clear the agent's key files before the image", &out));
+        bail_user!(
+            "{}",
+            failure(
+                instance_id,
+                "clear the agent's key files before the image",
+                &out
+            )
+        );
     }
     Ok(())
 }
@@ -353,9 +458,18 @@ pub async fn clear_for_image(remote: &Remote, instance_id: &str, accounts: &[Str
 /// Tells the namespace's agents that key pairs changed. Returns whether a topic existed.
 pub async fn notify(ctx: &Context, keypair: &str) -> Result<bool> {
     let sns = aws_sdk_sns::Client::new(ctx.aws.sdk());
-    cgcloud_agent::publish(&sns, &ctx.namespace, &cgcloud_agent::register_key_notification(ctx.namespace.as_str(), keypair))
-        .await
-        .map_err(|e| user_error!("failed to notify the agents of namespace `{}`: {e:#}", ctx.namespace))
+    cgcloud_agent::publish(
+        &sns,
+        &ctx.namespace,
+        &cgcloud_agent::register_key_notification(ctx.namespace.as_str(), keypair),
+    )
+    .await
+    .map_err(|e| {
+        user_error!(
+            "failed to notify the agents of namespace `{}`: {e:#}",
+            ctx.namespace
+        )
+    })
 }
 
 /// Removes a terminated instance's queue and subscription.
@@ -373,7 +487,11 @@ pub async fn expected_hash(ctx: &Context, globs: &[String]) -> Result<String> {
     let parsed = super::keypairs::parse(ctx, globs).await?;
     let expansion = cgcloud_agent::expand(&ctx.aws.ec2(), &ctx.aws.iam(), &parsed)
         .await
-        .map_err(|e| user_error!("failed to expand the key pairs `{}`: {e:#}", globs.join(" ")))?;
+        .map_err(|e| {
+            user_error!(
+                "failed to expand the key pairs `{}`: {e:#}",
+                globs.join(" ")
+            )
+        })?;
     Ok(expansion.hash())
 }
-

@@ -28,7 +28,6 @@ use crate::ssh::remote::{BoxServices, Remote};
 use crate::ssh::{known_hosts, SshSettings, Target};
 use crate::{bail_user, user_error};
 
-
 /// Tag keys of cgcloud's images beyond the original's (`generation`, `enable_agent`, options).
 pub const IMAGE_ROLE_HASH_TAG: &str = "cgcloud:role-hash";
 pub const IMAGE_PLUGIN_TAG: &str = "cgcloud:plugin";
@@ -94,7 +93,12 @@ impl Created {
 }
 
 /// Parses and checks `-O NAME=VALUE` against the role's declared options; adds defaults.
-pub fn role_options(role: &str, declared: &[RoleOption], given: &[String], inherited: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+pub fn role_options(
+    role: &str,
+    declared: &[RoleOption],
+    given: &[String],
+    inherited: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for o in declared {
         if let Some(v) = inherited.get(&o.name).filter(|_| o.inherited) {
@@ -110,7 +114,9 @@ pub fn role_options(role: &str, declared: &[RoleOption], given: &[String], inher
         let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
-            bail_user!("`{name}` is not a valid option name: a letter, then letters, digits or `_`");
+            bail_user!(
+                "`{name}` is not a valid option name: a letter, then letters, digits or `_`"
+            );
         }
         let Some(o) = declared.iter().find(|o| o.name == name) else {
             bail_user!("role `{role}` has no option `{name}`; `cgcloud list-options {role}` lists its options");
@@ -121,7 +127,10 @@ pub fn role_options(role: &str, declared: &[RoleOption], given: &[String], inher
             _ => true,
         };
         if !ok {
-            bail_user!("option `{name}` of role `{role}` takes {:?} values, not `{value}`", o.kind);
+            bail_user!(
+                "option `{name}` of role `{role}` takes {:?} values, not `{value}`",
+                o.kind
+            );
         }
         out.insert(name.to_string(), value.to_string());
     }
@@ -132,7 +141,11 @@ pub fn role_options(role: &str, declared: &[RoleOption], given: &[String], inher
 /// invocation.
 pub fn ssh_settings(identity: Option<std::path::PathBuf>) -> Result<SshSettings> {
     let config = crate::config::Config::load()?;
-    let identity = identity.or_else(|| std::env::var_os("CGCLOUD_SSH_KEY").filter(|v| !v.is_empty()).map(Into::into));
+    let identity = identity.or_else(|| {
+        std::env::var_os("CGCLOUD_SSH_KEY")
+            .filter(|v| !v.is_empty())
+            .map(Into::into)
+    });
     if let Some(path) = &identity {
         // Checked before anything is launched: ssh would only say so after the box is up.
         if let Err(e) = crate::fsutil::read_small(path, 1 << 20) {
@@ -143,13 +156,28 @@ pub fn ssh_settings(identity: Option<std::path::PathBuf>) -> Result<SshSettings>
             );
         }
     }
-    Ok(SshSettings { data_dir: crate::roles::data_dir()?, identity, user_config: config.ssh_config() })
+    Ok(SshSettings {
+        data_dir: crate::roles::data_dir()?,
+        identity,
+        user_config: config.ssh_config(),
+    })
 }
 
 /// Runs role hooks on a blocking thread, with services that reach the box over `remote`.
-async fn run_hooks<F>(ctx: &Context, role: &Arc<RoleHandle>, remote: &Arc<Remote>, options: &BTreeMap<String, String>, f: F) -> Result<()>
+async fn run_hooks<F>(
+    ctx: &Context,
+    role: &Arc<RoleHandle>,
+    remote: &Arc<Remote>,
+    options: &BTreeMap<String, String>,
+    f: F,
+) -> Result<()>
 where
-    F: FnOnce(&RoleHandle, &BoxServices) -> std::result::Result<(), cgcloud_plugin_host::HookError> + Send + 'static,
+    F: FnOnce(
+            &RoleHandle,
+            &BoxServices,
+        ) -> std::result::Result<(), Box<cgcloud_plugin_host::HookError>>
+        + Send
+        + 'static,
 {
     let services = BoxServices {
         remote: remote.clone(),
@@ -197,13 +225,29 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
     };
     let image_tags: BTreeMap<String, String> = from_image
         .as_ref()
-        .map(|i| i.tags().iter().map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into())).collect())
+        .map(|i| {
+            i.tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().into(),
+                        t.value().unwrap_or_default().into(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let declared_opts = role.declared(&Offline::quiet())?.options;
     let options = role_options(role.name(), &declared_opts, &opts.role_options, &image_tags)?;
     let logger = |_: cgcloud_plugin_api::Level, _: &str| {};
-    let data = role.declared(&Offline { options: options.clone(), logger: &logger })?;
-    let instance_type = opts.instance_type.clone().unwrap_or_else(|| data.recommended_instance_type.clone());
+    let data = role.declared(&Offline {
+        options: options.clone(),
+        logger: &logger,
+    })?;
+    let instance_type = opts
+        .instance_type
+        .clone()
+        .unwrap_or_else(|| data.recommended_instance_type.clone());
     if instance_type.trim().is_empty() {
         bail_user!("no instance type: pass --instance-type or set CGCLOUD_INSTANCE_TYPE");
     }
@@ -211,10 +255,18 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
         let supported: Vec<String> = data
             .virtualization_types
             .iter()
-            .filter_map(|t| serde_json::to_value(t).ok().and_then(|j| j.as_str().map(str::to_string)))
+            .filter_map(|t| {
+                serde_json::to_value(t)
+                    .ok()
+                    .and_then(|j| j.as_str().map(str::to_string))
+            })
             .collect();
         if !supported.contains(v) {
-            bail_user!("role `{}` supports the virtualization types {}, not `{v}`", data.name, supported.join(", "));
+            bail_user!(
+                "role `{}` supports the virtualization types {}, not `{v}`",
+                data.name,
+                supported.join(", ")
+            );
         }
     }
     let image = match (&from_image, &opts.boot_image) {
@@ -222,7 +274,9 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
         (None, Some(id)) => {
             let out = ctx.aws.ec2().describe_images().image_ids(id).send().await;
             let image = match out {
-                Ok(o) => o.images().first().cloned().ok_or_else(|| user_error!("there is no image `{id}` in region {}", ctx.region))?,
+                Ok(o) => o.images().first().cloned().ok_or_else(|| {
+                    user_error!("there is no image `{id}` in region {}", ctx.region)
+                })?,
                 Err(e) => return Err(e).aws(|| format!("failed to look up image `{id}`")),
             };
             // Only an image of this account, or one of the verified account that publishes the
@@ -243,13 +297,22 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
     };
     if let (Some(v), Some(actual)) = (&opts.virtualization, image.virtualization_type()) {
         if actual.as_str() != v {
-            bail_user!("image `{}` is {} but --virtualization-type asks for {v}", image.image_id().unwrap_or_default(), actual.as_str());
+            bail_user!(
+                "image `{}` is {} but --virtualization-type asks for {v}",
+                image.image_id().unwrap_or_default(),
+                actual.as_str()
+            );
         }
     }
     let image_id = image.image_id().unwrap_or_default().to_string();
-    let image_arch = image.architecture().map(|a| a.as_str().to_string()).unwrap_or_else(|| "x86_64".into());
+    let image_arch = image
+        .architecture()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| "x86_64".into());
     check_instance_type(ctx, &instance_type, &image_id, &image_arch).await?;
-    let generation = tag(image.tags(), "generation").and_then(|g| g.parse().ok()).unwrap_or(0);
+    let generation = tag(image.tags(), "generation")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
     let raw_globs = keypairs::globs_from(&opts.keypair_globs);
     let keypairs = keypairs::expand_for_launch(ctx, &raw_globs).await?;
     let mut globs = Vec::new();
@@ -289,7 +352,12 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
                     .first()
                     .and_then(|s| s.subnet_id())
                     .map(str::to_string)
-                    .ok_or_else(|| user_error!("VPC `{vpc}` has no subnet in zone {}; pass --subnet", ctx.zone))?,
+                    .ok_or_else(|| {
+                        user_error!(
+                            "VPC `{vpc}` has no subnet in zone {}; pass --subnet",
+                            ctx.zone
+                        )
+                    })?,
             )
         }
         (None, None) => None,
@@ -301,7 +369,10 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
         instance_type,
         keypairs,
         generation,
-        root_volume_type: opts.root_volume_type.clone().unwrap_or_else(|| "gp3".into()),
+        root_volume_type: opts
+            .root_volume_type
+            .clone()
+            .unwrap_or_else(|| "gp3".into()),
         subnet,
         enable_agent,
         globs,
@@ -310,7 +381,12 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
 }
 
 /// Refuses an instance type EC2 does not know, or one whose CPUs cannot run the image.
-async fn check_instance_type(ctx: &Context, instance_type: &str, image_id: &str, image_arch: &str) -> Result<()> {
+async fn check_instance_type(
+    ctx: &Context,
+    instance_type: &str,
+    image_id: &str,
+    image_arch: &str,
+) -> Result<()> {
     match aws::instance_type_architectures(&ctx.aws.ec2(), instance_type).await? {
         None => bail_user!(
             "EC2 knows no instance type `{instance_type}` in region {}; pick one that `aws ec2 describe-instance-types` lists",
@@ -329,13 +405,26 @@ async fn check_instance_type(ctx: &Context, instance_type: &str, image_id: &str,
 
 /// The distribution and glibc of the image (or, for one of cgcloud's own images, of the base
 /// image it was made from), if cgcloud can tell.
-async fn distro_of_image(ctx: &Context, image: &Image) -> Option<(&'static str, cgcloud_common::elf::GlibcVersion)> {
+async fn distro_of_image(
+    ctx: &Context,
+    image: &Image,
+) -> Option<(&'static str, cgcloud_common::elf::GlibcVersion)> {
     if let Some(d) = image.name().and_then(super::agent::distro_of) {
         return Some(d);
     }
     let base = tag(image.tags(), IMAGE_BASE_AMI_TAG)?;
-    let out = ctx.aws.ec2().describe_images().image_ids(base).send().await.ok()?;
-    out.images().first().and_then(|i| i.name()).and_then(super::agent::distro_of)
+    let out = ctx
+        .aws
+        .ec2()
+        .describe_images()
+        .image_ids(base)
+        .send()
+        .await
+        .ok()?;
+    out.images()
+        .first()
+        .and_then(|i| i.name())
+        .and_then(super::agent::distro_of)
 }
 
 fn plan_json(ctx: &Context, p: &Plan, opts: &CreateOptions, tags: &[(String, String)]) -> Value {
@@ -370,7 +459,12 @@ fn plan_json(ctx: &Context, p: &Plan, opts: &CreateOptions, tags: &[(String, Str
 }
 
 /// `create` (and, with `opts.from_image`, `recreate`).
-pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: &SshSettings) -> Result<Option<(Created, Value)>> {
+pub async fn create(
+    ctx: &Context,
+    role: RoleHandle,
+    opts: &CreateOptions,
+    ssh: &SshSettings,
+) -> Result<Option<(Created, Value)>> {
     let role = Arc::new(role);
     let mut phases = Phases::default();
     let p = plan(ctx, &role, opts).await?;
@@ -379,7 +473,10 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
         ("Name".into(), name.clone()),
         ("generation".into(), p.generation.to_string()),
         ("cluster_ordinal".into(), "0".into()),
-        ("enable_agent".into(), if p.enable_agent { "True" } else { "False" }.into()),
+        (
+            "enable_agent".into(),
+            if p.enable_agent { "True" } else { "False" }.into(),
+        ),
         (super::agent::KEYPAIRS_TAG.into(), p.globs.join(" ")),
         (OWNER_TAG.into(), ctx.namespace.as_str().into()),
         (ROLE_TAG.into(), p.data.name.clone()),
@@ -392,18 +489,37 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
         return Ok(None);
     }
     let t = Instant::now();
-    let sg = prepare::ensure_security_group(ctx, &p.data.name, &p.data.name, opts.vpc.as_deref(), &p.data.security_group_rules, "0.0.0.0/0").await?;
+    let sg = prepare::ensure_security_group(
+        ctx,
+        &p.data.name,
+        &p.data.name,
+        opts.vpc.as_deref(),
+        &p.data.security_group_rules,
+        "0.0.0.0/0",
+    )
+    .await?;
     let (features, policies) = iam_of(ctx, &p);
     let profile = prepare::ensure_instance_profile(ctx, &p.data.name, &features, &policies).await?;
     let host_key = HostKey::generate()?;
     // The host key's public half, for every teammate's cgcloud to pin (`ops::access`).
-    tags.push((super::hostkeys::HOST_KEY_TAG.into(), host_key.public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")));
+    tags.push((
+        super::hostkeys::HOST_KEY_TAG.into(),
+        host_key
+            .public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    ));
     let mut cloud_config = p.data.cloud_config.clone();
     if !p.enable_agent {
         // Without the agent, keys 2…n go in once, at first boot, as in the original.
         let extra_keys = extra_public_keys(ctx, &p.keypairs[1..]).await?;
         if !extra_keys.is_empty() {
-            cloud_config.append("ssh_authorized_keys", extra_keys.into_iter().map(Value::from));
+            cloud_config.append(
+                "ssh_authorized_keys",
+                extra_keys.into_iter().map(Value::from),
+            );
         }
     }
     let spec = LaunchSpec {
@@ -424,7 +540,11 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
     let instance = launch::run_instance(ctx, &spec).await?;
     let id = instance.instance_id().unwrap_or_default().to_string();
     let t = phases.record("api", t);
-    ctx.shell.info(format!("launched instance `{id}` of role `{}` from `{}`", p.data.name, p.image.image_id().unwrap_or_default()));
+    ctx.shell.info(format!(
+        "launched instance `{id}` of role `{}` from `{}`",
+        p.data.name,
+        p.image.image_id().unwrap_or_default()
+    ));
     ctx.shell.status(&id, "pending → running");
     let ticker = ctx.shell.is_live().then(|| {
         let shell = ctx.shell.clone();
@@ -452,7 +572,10 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
             ctx.shell.info(format!("phases: {}", phases.summary()));
             if !terminated {
                 let ns = ctx.namespace.as_str();
-                ctx.shell.info(format!("Run `cgcloud ssh -n {ns} -z {} {}` to start using this box.", ctx.zone, p.data.name));
+                ctx.shell.info(format!(
+                    "Run `cgcloud ssh -n {ns} -z {} {}` to start using this box.",
+                    ctx.zone, p.data.name
+                ));
             }
             let created = Created {
                 instance_id: id,
@@ -467,7 +590,8 @@ pub async fn create(ctx: &Context, role: RoleHandle, opts: &CreateOptions, ssh: 
         }
         Err(e) => {
             if opts.never_terminate {
-                ctx.shell.warn(format!("kept instance `{id}` after the failure (-N)"));
+                ctx.shell
+                    .warn(format!("kept instance `{id}` after the failure (-N)"));
             } else {
                 match ctx.aws.ec2().terminate_instances().instance_ids(&id).send().await {
                     Ok(_) => {
@@ -492,7 +616,11 @@ fn iam_of(ctx: &Context, p: &Plan) -> (Vec<String>, Vec<cgcloud_plugin_api::IamP
 
 /// The IAM role's feature chain and policies of a box of role `data`, with or without the
 /// agent: what `create` and `update-instance-profile` both apply.
-pub fn iam_for(ctx: &Context, data: &RoleData, enable_agent: bool) -> (Vec<String>, Vec<cgcloud_plugin_api::IamPolicy>) {
+pub fn iam_for(
+    ctx: &Context,
+    data: &RoleData,
+    enable_agent: bool,
+) -> (Vec<String>, Vec<cgcloud_plugin_api::IamPolicy>) {
     let mut features = data.iam_role_features.clone();
     let mut policies = data.iam_policies.clone();
     if enable_agent {
@@ -520,7 +648,9 @@ async fn launch_key(ctx: &Context, p: &Plan) -> Result<String> {
     aws::key_pair(&ctx.aws.ec2(), name)
         .await?
         .and_then(|k| k.public_key().map(|s| s.trim().to_string()))
-        .ok_or_else(|| user_error!("EC2 no longer has the public key of the launch key pair `{name}`"))
+        .ok_or_else(|| {
+            user_error!("EC2 no longer has the public key of the launch key pair `{name}`")
+        })
 }
 
 /// The public keys of key pairs 2…n, installed once at first boot.
@@ -530,9 +660,13 @@ async fn extra_public_keys(ctx: &Context, names: &[String]) -> Result<Vec<String
         match aws::key_pair(&ctx.aws.ec2(), n).await? {
             Some(k) => match k.public_key() {
                 Some(pk) => keys.push(pk.trim().to_string()),
-                None => ctx.shell.warn(format!("EC2 did not return the public key of key pair `{n}`; it is left out")),
+                None => ctx.shell.warn(format!(
+                    "EC2 did not return the public key of key pair `{n}`; it is left out"
+                )),
             },
-            None => ctx.shell.warn(format!("key pair `{n}` has disappeared; it is left out")),
+            None => ctx
+                .shell
+                .warn(format!("key pair `{n}` has disappeared; it is left out")),
         }
     }
     Ok(keys)
@@ -568,18 +702,29 @@ async fn provision(
     if opts.quick {
         return Ok((address, None, false));
     }
-    let target = Target { instance_id: id.to_string(), address: address.clone(), user: p.data.admin_account.clone() };
+    let target = Target {
+        instance_id: id.to_string(),
+        address: address.clone(),
+        user: p.data.admin_account.clone(),
+    };
     let (remote, t) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
     // The host key from user data has served its one purpose: verifying this first connection.
     super::hostkeys::rotate(ctx, ssh, &remote, id).await?;
     let remote = Arc::new(remote);
     let first_boot = true;
-    run_hooks(ctx, role, &remote, &p.options, move |r, s| r.on_instance_ready(s, first_boot)).await?;
+    run_hooks(ctx, role, &remote, &p.options, move |r, s| {
+        r.on_instance_ready(s, first_boot).map_err(Box::new)
+    })
+    .await?;
     let mut t = t;
     if opts.from_image.is_none() {
-        ctx.shell.status(id, &format!("setting up role `{}`", p.data.name));
+        ctx.shell
+            .status(id, &format!("setting up role `{}`", p.data.name));
         let upgrade = opts.upgrade;
-        run_hooks(ctx, role, &remote, &p.options, move |r, s| r.setup(s, upgrade)).await?;
+        run_hooks(ctx, role, &remote, &p.options, move |r, s| {
+            r.setup(s, upgrade).map_err(Box::new)
+        })
+        .await?;
         if !p.data.init_commands.is_empty() {
             install_init_commands(&remote, id, &p.data.init_commands).await?;
         }
@@ -588,7 +733,14 @@ async fn provision(
             if let Some(agent) = &p.agent {
                 super::agent::install(ctx, &remote, id, agent, &p.globs, &accounts).await?;
             }
-            super::agent::hand_over_launch_key(ctx, &remote, id, &p.data.admin_account, &launch_key(ctx, p).await?).await?;
+            super::agent::hand_over_launch_key(
+                ctx,
+                &remote,
+                id,
+                &p.data.admin_account,
+                &launch_key(ctx, p).await?,
+            )
+            .await?;
         }
         t = phases.record("setup", t);
         if opts.upgrade {
@@ -597,7 +749,11 @@ async fn provision(
             ctx.shell.status(id, "rebooting after the upgrade");
             launch::stop(ctx, id).await?;
             let (_, address) = launch::start(ctx, id, opts.private_ip).await?;
-            let target = Target { instance_id: id.to_string(), address, user: p.data.admin_account.clone() };
+            let target = Target {
+                instance_id: id.to_string(),
+                address,
+                user: p.data.admin_account.clone(),
+            };
             let (r, t2) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
             r.close().await;
             t = phases.record("reboot", t2);
@@ -605,7 +761,14 @@ async fn provision(
     }
     if opts.from_image.is_some() && p.enable_agent {
         // A box from an image: its agent (from the image) takes over this instance's launch key.
-        super::agent::hand_over_launch_key(ctx, &remote, id, &p.data.admin_account, &launch_key(ctx, p).await?).await?;
+        super::agent::hand_over_launch_key(
+            ctx,
+            &remote,
+            id,
+            &p.data.admin_account,
+            &launch_key(ctx, p).await?,
+        )
+        .await?;
     }
     if opts.create_image {
         if p.enable_agent {
@@ -626,7 +789,11 @@ async fn provision(
         if !opts.terminate {
             let (_, address) = launch::start(ctx, id, opts.private_ip).await?;
             // The image holds the host key the box had; the box that goes on gets a new one.
-            let target = Target { instance_id: id.to_string(), address, user: p.data.admin_account.clone() };
+            let target = Target {
+                instance_id: id.to_string(),
+                address,
+                user: p.data.admin_account.clone(),
+            };
             let (r, t2) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
             super::hostkeys::rotate(ctx, ssh, &r, id).await?;
             r.close().await;
@@ -645,7 +812,9 @@ async fn provision(
 /// The role's boot-time commands, run at the end of every boot by a oneshot systemd unit
 /// (the original appended them to rc.local); each must tolerate `set -e`.
 async fn install_init_commands(remote: &Remote, id: &str, commands: &[String]) -> Result<()> {
-    let mut script = String::from("#!/bin/sh\n# Boot-time commands of the box's role, written by cgcloud.\nset -e\n");
+    let mut script = String::from(
+        "#!/bin/sh\n# Boot-time commands of the box's role, written by cgcloud.\nset -e\n",
+    );
     for c in commands {
         script.push_str(c);
         script.push('\n');
@@ -660,20 +829,36 @@ async fn install_init_commands(remote: &Remote, id: &str, commands: &[String]) -
         script = crate::ssh::remote::quote(&script),
         unit = crate::ssh::remote::quote(unit),
     );
-    let out = remote.run(&format!("sudo -n sh -c {}", crate::ssh::remote::quote(&install))).await?;
+    let out = remote
+        .run(&format!(
+            "sudo -n sh -c {}",
+            crate::ssh::remote::quote(&install)
+        ))
+        .await?;
     if out.status != 0 {
-        bail_user!("{}", crate::ssh::remote::failure(id, "install the role's boot-time commands", &out));
+        bail_user!(
+            "{}",
+            crate::ssh::remote::failure(id, "install the role's boot-time commands", &out)
+        );
     }
     Ok(())
 }
 
 async fn instance_of(ctx: &Context, id: &str) -> Result<Instance> {
-    aws::instance_by_id(&ctx.aws.ec2(), id).await?.ok_or_else(|| user_error!("instance `{id}` has disappeared"))
+    aws::instance_by_id(&ctx.aws.ec2(), id)
+        .await?
+        .ok_or_else(|| user_error!("instance `{id}` has disappeared"))
 }
 
 /// Makes an image of a stopped box: named `<prefix>_<local time>` in the namespace, tagged
 /// with the next generation, inherited options, and the role's hash, plugin and base image.
-pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, options: &BTreeMap<String, String>) -> Result<String> {
+pub async fn image(
+    ctx: &Context,
+    role: &RoleHandle,
+    id: &str,
+    data: &RoleData,
+    options: &BTreeMap<String, String>,
+) -> Result<String> {
     let ec2 = ctx.aws.ec2();
     let i = aws::wait_for_state(
         &ec2,
@@ -684,19 +869,34 @@ pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, 
     )
     .await
     .map_err(|e| user_error!("{e}; stop the box first with `cgcloud stop {}`", data.name))?;
-    let generation: u32 = tag(i.tags(), "generation").and_then(|g| g.parse().ok()).unwrap_or(0) + 1;
+    let generation: u32 = tag(i.tags(), "generation")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0)
+        + 1;
     let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S");
     let name = ctx.aws_name(&format!("{}_{stamp}", data.image_name_prefix))?;
-    let base_ami = tag(i.tags(), IMAGE_BASE_AMI_TAG).map(str::to_string).or_else(|| i.image_id().map(str::to_string)).unwrap_or_default();
-    let hash = role.definition_hash(&Offline { options: options.clone(), logger: &|_, _| {} })?;
+    let base_ami = tag(i.tags(), IMAGE_BASE_AMI_TAG)
+        .map(str::to_string)
+        .or_else(|| i.image_id().map(str::to_string))
+        .unwrap_or_default();
+    let hash = role.definition_hash(&Offline {
+        options: options.clone(),
+        logger: &|_, _| {},
+    })?;
     let mut tags = vec![
         ("generation".to_string(), generation.to_string()),
-        ("enable_agent".to_string(), tag(i.tags(), "enable_agent").unwrap_or("False").to_string()),
+        (
+            "enable_agent".to_string(),
+            tag(i.tags(), "enable_agent").unwrap_or("False").to_string(),
+        ),
         (ROLE_TAG.to_string(), data.name.clone()),
         (OWNER_TAG.to_string(), ctx.namespace.as_str().to_string()),
         (IMAGE_ROLE_HASH_TAG.to_string(), hash),
         (IMAGE_PLUGIN_TAG.to_string(), data.plugin.clone()),
-        (IMAGE_PLUGIN_VERSION_TAG.to_string(), data.plugin_version.clone()),
+        (
+            IMAGE_PLUGIN_VERSION_TAG.to_string(),
+            data.plugin_version.clone(),
+        ),
         (IMAGE_BASE_AMI_TAG.to_string(), base_ami),
     ];
     for o in data.options.iter().filter(|o| o.inherited) {
@@ -704,12 +904,20 @@ pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, 
             tags.push((o.name.clone(), v.clone()));
         }
     }
-    let tag_list: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    let tag_list: Vec<Tag> = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
     let out = ec2
         .create_image()
         .instance_id(id)
         .name(&name)
-        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Image).set_tags(Some(tag_list)).build())
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Image)
+                .set_tags(Some(tag_list))
+                .build(),
+        )
         .send()
         .await
         .aws(|| format!("failed to make an image of `{id}`"))?;
@@ -718,10 +926,18 @@ pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, 
     let deadline = Instant::now() + crate::config::timeouts().image;
     loop {
         let img = aws::own_image_by_id(&ec2, &account, &image_id).await?;
-        match img.as_ref().and_then(|i| i.state()).map(|s| s.as_str().to_string()).as_deref() {
+        match img
+            .as_ref()
+            .and_then(|i| i.state())
+            .map(|s| s.as_str().to_string())
+            .as_deref()
+        {
             Some("available") => break,
             Some("failed") | Some("error") => bail_user!("image `{image_id}` of `{id}` failed"),
-            _ if Instant::now() >= deadline => bail_user!("image `{image_id}` was not available after {}s", crate::config::timeouts().image.as_secs()),
+            _ if Instant::now() >= deadline => bail_user!(
+                "image `{image_id}` was not available after {}s",
+                crate::config::timeouts().image.as_secs()
+            ),
             _ => tokio::time::sleep(aws::POLL_INTERVAL).await,
         }
     }
@@ -729,12 +945,17 @@ pub async fn image(ctx: &Context, role: &RoleHandle, id: &str, data: &RoleData, 
     super::security::tag_image_snapshots(ctx, &account, &image_id).await;
     // NOTE: DescribeImages by name lags behind by ID on EC2; wait until listings show it too.
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !images::list(ctx, &data.image_name_prefix).await?.iter().any(|i| i.image_id() == Some(image_id.as_str())) {
+    while !images::list(ctx, &data.image_name_prefix)
+        .await?
+        .iter()
+        .any(|i| i.image_id() == Some(image_id.as_str()))
+    {
         if Instant::now() >= deadline {
             bail_user!("image `{image_id}` is available but not listed after 300s");
         }
         tokio::time::sleep(aws::POLL_INTERVAL).await;
     }
-    ctx.shell.info(format!("made image `{image_id}` ({name}) of `{id}`"));
+    ctx.shell
+        .info(format!("made image `{image_id}` ({name}) of `{id}`"));
     Ok(image_id)
 }

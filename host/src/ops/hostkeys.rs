@@ -39,7 +39,9 @@ pub async fn ensure_pinned(ctx: &Context, ssh: &SshSettings, i: &Instance) -> Re
             key.ssh_type(),
             cgcloud_common::keys::openssh_fingerprint(&key)
         ));
-        ctx.shell.debug(format!("{id}: pinned `{pinned}` from its `{HOST_KEY_TAG}` tag"));
+        ctx.shell.debug(format!(
+            "{id}: pinned `{pinned}` from its `{HOST_KEY_TAG}` tag"
+        ));
         return Ok(());
     }
     match console_host_key(ctx, id).await? {
@@ -68,7 +70,12 @@ pub async fn ensure_pinned(ctx: &Context, ssh: &SshSettings, i: &Instance) -> Re
 async fn console_host_key(ctx: &Context, id: &str) -> Result<Option<String>> {
     use base64::Engine as _;
     let ec2 = ctx.aws.ec2();
-    let latest = ec2.get_console_output().instance_id(id).latest(true).send().await;
+    let latest = ec2
+        .get_console_output()
+        .instance_id(id)
+        .latest(true)
+        .send()
+        .await;
     let out = match latest {
         Ok(o) => o,
         // NOTE: `Latest` works on Nitro instance types only; the others take the buffered output.
@@ -77,13 +84,25 @@ async fn console_host_key(ctx: &Context, id: &str) -> Result<Option<String>> {
             .instance_id(id)
             .send()
             .await
-            .map_err(|e| user_error!("failed to read the console output of `{id}`: {}", aws::describe(&e)))?,
+            .map_err(|e| {
+                user_error!(
+                    "failed to read the console output of `{id}`: {}",
+                    aws::describe(&e)
+                )
+            })?,
     };
-    let Some(encoded) = out.output() else { return Ok(None) };
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
-    Ok(cgcloud_common::console::host_keys(&String::from_utf8_lossy(&bytes)).into_iter().next())
+    let Some(encoded) = out.output() else {
+        return Ok(None);
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap_or_default();
+    Ok(
+        cgcloud_common::console::host_keys(&String::from_utf8_lossy(&bytes))
+            .into_iter()
+            .next(),
+    )
 }
-
 
 /// Where cloud-init keeps the user data of each instance it ran (with the host key that
 /// travelled in it); removed once that key is replaced.
@@ -96,9 +115,17 @@ pub const IMAGE_READY_TAG: &str = "cgcloud:image-ready";
 /// Removes cloud-init's copies of the user data (cloud-init writes them again at each boot that
 /// fetches the user data anew), e.g. right before an image is made.
 pub async fn forget_user_data(remote: &Remote, id: &str) -> Result<()> {
-    let out = remote.run(&format!("sudo -n sh -c {}", quote(&format!("rm -f -- {CLOUD_INIT_USER_DATA}")))).await?;
+    let out = remote
+        .run(&format!(
+            "sudo -n sh -c {}",
+            quote(&format!("rm -f -- {CLOUD_INIT_USER_DATA}"))
+        ))
+        .await?;
     if out.status != 0 {
-        bail_user!("{}", failure(id, "remove cloud-init's copies of the user data", &out));
+        bail_user!(
+            "{}",
+            failure(id, "remove cloud-init's copies of the user data", &out)
+        );
     }
     Ok(())
 }
@@ -109,7 +136,9 @@ pub async fn forget_user_data(remote: &Remote, id: &str) -> Result<()> {
 pub async fn rotate(ctx: &Context, ssh: &SshSettings, remote: &Remote, id: &str) -> Result<String> {
     let generate = "set -e; umask 077; d=$(mktemp -d /etc/ssh/.cgcloud-hostkey.XXXXXXXX); \
                     ssh-keygen -q -t ed25519 -N '' -C '' -f \"$d/key\"; echo \"$d\"; cat -- \"$d/key.pub\"";
-    let out = remote.run(&format!("sudo -n sh -c {}", quote(generate))).await?;
+    let out = remote
+        .run(&format!("sudo -n sh -c {}", quote(generate)))
+        .await?;
     if out.status != 0 {
         bail_user!("{}", failure(id, "generate a new SSH host key", &out));
     }
@@ -118,7 +147,9 @@ pub async fn rotate(ctx: &Context, ssh: &SshSettings, remote: &Remote, id: &str)
         bail_user!("generating a new SSH host key on `{id}` printed no key");
     };
     let dir = dir.trim().to_string();
-    let suffix = dir.strip_prefix("/etc/ssh/.cgcloud-hostkey.").unwrap_or_default();
+    let suffix = dir
+        .strip_prefix("/etc/ssh/.cgcloud-hostkey.")
+        .unwrap_or_default();
     if suffix.len() != 8 || !suffix.chars().all(|c| c.is_ascii_alphanumeric()) {
         bail_user!("generating a new SSH host key on `{id}` printed an unexpected folder `{dir}`");
     }
@@ -142,10 +173,15 @@ pub async fn rotate(ctx: &Context, ssh: &SshSettings, remote: &Remote, id: &str)
          systemctl reload ssh.service 2>/dev/null || systemctl reload sshd.service",
         d = quote(&dir)
     );
-    let out = remote.run(&format!("sudo -n sh -c {}", quote(&install))).await?;
+    let out = remote
+        .run(&format!("sudo -n sh -c {}", quote(&install)))
+        .await?;
     if out.status != 0 {
         bail_user!("{}", failure(id, "install the new SSH host key", &out));
     }
-    ctx.shell.debug(format!("{id}: new host key {}", cgcloud_common::keys::openssh_fingerprint(&key)));
+    ctx.shell.debug(format!(
+        "{id}: new host key {}",
+        cgcloud_common::keys::openssh_fingerprint(&key)
+    ));
     Ok(public)
 }

@@ -65,7 +65,10 @@ pub async fn resolve(ctx: &Context, role: &str, image_prefix: &str, r: &ImageRef
                     img.name().unwrap_or_default(),
                     ctx.namespace
                 ),
-                None => bail_user!("there is no image `{id}` owned by this account in region {}", ctx.region),
+                None => bail_user!(
+                    "there is no image `{id}` owned by this account in region {}",
+                    ctx.region
+                ),
             }
         }
     }
@@ -97,25 +100,40 @@ pub async fn delete(ctx: &Context, img: &Image, keep_snapshots: bool, quick: boo
     let ec2 = ctx.aws.ec2();
     let id = img.image_id().unwrap_or_default().to_string();
     let snaps = snapshots(img);
-    ec2.deregister_image().image_id(&id).send().await.aws(|| format!("failed to deregister image `{id}`"))?;
-    ctx.shell.info(format!("deregistered image `{id}` ({})", img.name().unwrap_or_default()));
+    ec2.deregister_image()
+        .image_id(&id)
+        .send()
+        .await
+        .aws(|| format!("failed to deregister image `{id}`"))?;
+    ctx.shell.info(format!(
+        "deregistered image `{id}` ({})",
+        img.name().unwrap_or_default()
+    ));
     if quick {
         if !snaps.is_empty() {
-            ctx.shell.info(format!("kept snapshots {}", snaps.join(", ")));
+            ctx.shell
+                .info(format!("kept snapshots {}", snaps.join(", ")));
         }
         return Ok(());
     }
     let account = ctx.identity().await?.account.clone();
     let deadline = Instant::now() + DEREGISTER_TIMEOUT;
-    while aws::own_image_by_id(&ec2, &account, &id).await?.is_some_and(|i| i.state().map(|s| s.as_str()) != Some("deregistered")) {
+    while aws::own_image_by_id(&ec2, &account, &id)
+        .await?
+        .is_some_and(|i| i.state().map(|s| s.as_str()) != Some("deregistered"))
+    {
         if Instant::now() >= deadline {
-            bail_user!("image `{id}` was still listed {}s after it was deregistered", DEREGISTER_TIMEOUT.as_secs());
+            bail_user!(
+                "image `{id}` was still listed {}s after it was deregistered",
+                DEREGISTER_TIMEOUT.as_secs()
+            );
         }
         tokio::time::sleep(aws::POLL_INTERVAL).await;
     }
     if keep_snapshots {
         if !snaps.is_empty() {
-            ctx.shell.info(format!("kept snapshots {}", snaps.join(", ")));
+            ctx.shell
+                .info(format!("kept snapshots {}", snaps.join(", ")));
         }
         return Ok(());
     }

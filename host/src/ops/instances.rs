@@ -1,6 +1,5 @@
 //! Finding a role's instances ("binding"), listing, showing and terminating them.
 
-
 use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use serde_json::{json, Map, Value};
 
@@ -8,7 +7,6 @@ use crate::aws::{self, tag, AwsResultExt};
 use crate::ctx::Context;
 use crate::errors::Result;
 use crate::{bail_user, user_error};
-
 
 /// Which instance of a role a command is about.
 #[derive(Debug, Clone)]
@@ -55,7 +53,11 @@ pub async fn bind(ctx: &Context, sel: &Selection) -> Result<Instance> {
     }
     let all = list(ctx, &sel.role, sel.cluster_name.as_deref()).await?;
     if all.is_empty() {
-        let cluster = sel.cluster_name.as_ref().map(|c| format!(" in cluster `{c}`")).unwrap_or_default();
+        let cluster = sel
+            .cluster_name
+            .as_ref()
+            .map(|c| format!(" in cluster `{c}`"))
+            .unwrap_or_default();
         bail_user!(
             "no box of role `{}`{cluster} in namespace `{}`; `cgcloud create {}` makes one",
             sel.role,
@@ -80,12 +82,22 @@ pub async fn bind(ctx: &Context, sel: &Selection) -> Result<Instance> {
 /// for this namespace: its name alone proves nothing (anyone can name an instance like a box).
 pub fn check_owned(ctx: &Context, i: &Instance) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
-    check_owner_tag(ctx, &format!("box `{id}`"), tag(i.tags(), super::prepare::OWNER_TAG), &format!("--resources {id}"))
+    check_owner_tag(
+        ctx,
+        &format!("box `{id}`"),
+        tag(i.tags(), super::prepare::OWNER_TAG),
+        &format!("--resources {id}"),
+    )
 }
 
 /// The check of [`check_owned`] for any resource: `what` names it, `resource` is how
 /// `aws ec2 create-tags` names it.
-pub fn check_owner_tag(ctx: &Context, what: &str, owner: Option<&str>, resource: &str) -> Result<()> {
+pub fn check_owner_tag(
+    ctx: &Context,
+    what: &str,
+    owner: Option<&str>,
+    resource: &str,
+) -> Result<()> {
     let ns = ctx.namespace.as_str();
     match owner {
         Some(o) if o == ns => Ok(()),
@@ -154,7 +166,10 @@ pub fn row_text(row: &Value, columns: &[&str]) -> Vec<String> {
 pub fn describe(i: &Instance) -> Value {
     let mut tags = Map::new();
     for t in i.tags() {
-        tags.insert(t.key().unwrap_or_default().to_string(), Value::from(t.value().unwrap_or_default()));
+        tags.insert(
+            t.key().unwrap_or_default().to_string(),
+            Value::from(t.value().unwrap_or_default()),
+        );
     }
     let groups: Vec<Value> = i
         .security_groups()
@@ -202,7 +217,11 @@ pub fn describe(i: &Instance) -> Value {
 pub async fn terminate(ctx: &Context, i: &Instance, quick: bool) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
     let ec2 = ctx.aws.ec2();
-    ec2.terminate_instances().instance_ids(id).send().await.aws(|| format!("failed to terminate `{id}`"))?;
+    ec2.terminate_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .aws(|| format!("failed to terminate `{id}`"))?;
     ctx.shell.info(format!("terminating instance `{id}`"));
     if !quick {
         aws::wait_for_state(

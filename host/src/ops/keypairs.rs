@@ -37,8 +37,18 @@ pub async fn parse(ctx: &Context, globs: &[String]) -> Result<Vec<KeypairGlob>> 
 
 /// Every key pair name in the region.
 pub async fn all_key_pair_names(ctx: &Context) -> Result<Vec<String>> {
-    let out = ctx.aws.ec2().describe_key_pairs().send().await.aws(|| "failed to list key pairs".to_string())?;
-    let mut names: Vec<String> = out.key_pairs().iter().filter_map(|k| k.key_name().map(str::to_string)).collect();
+    let out = ctx
+        .aws
+        .ec2()
+        .describe_key_pairs()
+        .send()
+        .await
+        .aws(|| "failed to list key pairs".to_string())?;
+    let mut names: Vec<String> = out
+        .key_pairs()
+        .iter()
+        .filter_map(|k| k.key_name().map(str::to_string))
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -70,7 +80,11 @@ pub async fn expand(ctx: &Context, globs: &[KeypairGlob]) -> Result<Vec<String>>
                         Err(e) if error_code(&e) == Some("NoSuchEntity") => {
                             bail_user!("there is no IAM group `{group}` (from `@@{group}`)")
                         }
-                        Err(e) => return Err(e).aws(|| format!("failed to list the members of IAM group `{group}`")),
+                        Err(e) => {
+                            return Err(e).aws(|| {
+                                format!("failed to list the members of IAM group `{group}`")
+                            })
+                        }
                     }
                 }
                 members.insert(group.clone(), names);
@@ -85,9 +99,14 @@ pub async fn expand(ctx: &Context, globs: &[KeypairGlob]) -> Result<Vec<String>>
 /// launch key pair, so it must be a literal name of an existing key pair.
 pub async fn expand_for_launch(ctx: &Context, globs: &[String]) -> Result<Vec<String>> {
     let parsed = parse(ctx, globs).await?;
-    let Some(first) = parsed.first() else { bail_user!("no key pairs given; pass -k NAME or set CGCLOUD_KEYPAIRS") };
+    let Some(first) = parsed.first() else {
+        bail_user!("no key pairs given; pass -k NAME or set CGCLOUD_KEYPAIRS")
+    };
     let KeypairGlob::Pattern(first_name) = first else {
-        bail_user!("the first key pair must be a key pair name, not `{}`: it becomes the box's launch key", globs[0])
+        bail_user!(
+            "the first key pair must be a key pair name, not `{}`: it becomes the box's launch key",
+            globs[0]
+        )
     };
     if first_name.contains(['*', '?', '[']) {
         bail_user!("the first key pair must be a key pair name, not the glob `{first_name}`: it becomes the box's launch key");
@@ -114,11 +133,17 @@ mod tests {
 
     fn import(moto: &Moto, account: &Account, name: &str) {
         // Any valid public key will do; moto validates the material.
-        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG0oQ0GXtZwCL9RVZTXt1bOIzB/3WxWk1w/GHhWP8g7S test";
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG0oQ0GXtZwCL9RVZTXt1bOIzB/3WxWk1w/GHhWP8g7S test";
         moto.call(
             &account.id,
             "ec2",
-            &form(&[("Action", "ImportKeyPair"), ("KeyName", name), ("PublicKeyMaterial", &b64(key)), ("Version", "2016-11-15")]),
+            &form(&[
+                ("Action", "ImportKeyPair"),
+                ("KeyName", name),
+                ("PublicKeyMaterial", &b64(key)),
+                ("Version", "2016-11-15"),
+            ]),
         )
         .unwrap();
     }
@@ -145,48 +170,131 @@ mod tests {
         for k in ["alice", "bob", "carol", "dave", "team-1", "team-2", "erin"] {
             import(&moto, &account, k);
         }
-        iam(&moto, &account, &[("Action", "CreateUser"), ("UserName", "bob")]);
-        iam(&moto, &account, &[("Action", "CreateGroup"), ("GroupName", "ops")]);
-        iam(&moto, &account, &[("Action", "CreateGroup"), ("GroupName", "developers")]);
+        iam(
+            &moto,
+            &account,
+            &[("Action", "CreateUser"), ("UserName", "bob")],
+        );
+        iam(
+            &moto,
+            &account,
+            &[("Action", "CreateGroup"), ("GroupName", "ops")],
+        );
+        iam(
+            &moto,
+            &account,
+            &[("Action", "CreateGroup"), ("GroupName", "developers")],
+        );
         for u in ["carol", "dave"] {
-            iam(&moto, &account, &[("Action", "CreateUser"), ("UserName", u)]);
-            iam(&moto, &account, &[("Action", "AddUserToGroup"), ("GroupName", "ops"), ("UserName", u)]);
+            iam(
+                &moto,
+                &account,
+                &[("Action", "CreateUser"), ("UserName", u)],
+            );
+            iam(
+                &moto,
+                &account,
+                &[
+                    ("Action", "AddUserToGroup"),
+                    ("GroupName", "ops"),
+                    ("UserName", u),
+                ],
+            );
         }
-        iam(&moto, &account, &[("Action", "CreateUser"), ("UserName", "erin")]);
-        iam(&moto, &account, &[("Action", "AddUserToGroup"), ("GroupName", "developers"), ("UserName", "erin")]);
+        iam(
+            &moto,
+            &account,
+            &[("Action", "CreateUser"), ("UserName", "erin")],
+        );
+        iam(
+            &moto,
+            &account,
+            &[
+                ("Action", "AddUserToGroup"),
+                ("GroupName", "developers"),
+                ("UserName", "erin"),
+            ],
+        );
         let ctx = context(&moto, &account).await;
 
-        let got = expand_for_launch(&ctx, &strings(&["alice", "team-*", "@bob", "@@ops", "alice"])).await.unwrap();
-        assert_eq!(got, strings(&["alice", "team-1", "team-2", "bob", "carol", "dave"]));
+        let got = expand_for_launch(
+            &ctx,
+            &strings(&["alice", "team-*", "@bob", "@@ops", "alice"]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            got,
+            strings(&["alice", "team-1", "team-2", "bob", "carol", "dave"])
+        );
         // The group asked for, not `developers` as the original did.
-        let got = expand_for_launch(&ctx, &strings(&["alice", "@@developers"])).await.unwrap();
+        let got = expand_for_launch(&ctx, &strings(&["alice", "@@developers"]))
+            .await
+            .unwrap();
         assert_eq!(got, strings(&["alice", "erin"]));
 
-        let e = expand_for_launch(&ctx, &strings(&["nobody"])).await.unwrap_err();
-        assert!(e.to_string().contains("key pair `nobody` does not exist in region us-east-1"), "{e}");
+        let e = expand_for_launch(&ctx, &strings(&["nobody"]))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("key pair `nobody` does not exist in region us-east-1"),
+            "{e}"
+        );
         assert!(e.to_string().contains("cgcloud register-key"), "{e}");
-        let e = expand_for_launch(&ctx, &strings(&["team-*"])).await.unwrap_err();
+        let e = expand_for_launch(&ctx, &strings(&["team-*"]))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("not the glob `team-*`"), "{e}");
-        let e = expand_for_launch(&ctx, &strings(&["alice", "@zed"])).await.unwrap_err();
+        let e = expand_for_launch(&ctx, &strings(&["alice", "@zed"]))
+            .await
+            .unwrap_err();
         assert_eq!(e.to_string(), "there is no IAM user `zed` (from `@zed`)");
-        let e = expand_for_launch(&ctx, &strings(&["alice", "@@nope"])).await.unwrap_err();
-        assert_eq!(e.to_string(), "there is no IAM group `nope` (from `@@nope`)");
+        let e = expand_for_launch(&ctx, &strings(&["alice", "@@nope"]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "there is no IAM group `nope` (from `@@nope`)"
+        );
     }
 
     #[tokio::test]
     async fn large_groups_are_paged_through() {
         let moto = Moto::start().unwrap();
         let account = moto.new_account("alice").unwrap();
-        iam(&moto, &account, &[("Action", "CreateGroup"), ("GroupName", "big")]);
+        iam(
+            &moto,
+            &account,
+            &[("Action", "CreateGroup"), ("GroupName", "big")],
+        );
         import(&moto, &account, "alice");
         for n in 0..130 {
             let u = format!("user{n:03}");
-            iam(&moto, &account, &[("Action", "CreateUser"), ("UserName", &u)]);
-            iam(&moto, &account, &[("Action", "AddUserToGroup"), ("GroupName", "big"), ("UserName", &u)]);
+            iam(
+                &moto,
+                &account,
+                &[("Action", "CreateUser"), ("UserName", &u)],
+            );
+            iam(
+                &moto,
+                &account,
+                &[
+                    ("Action", "AddUserToGroup"),
+                    ("GroupName", "big"),
+                    ("UserName", &u),
+                ],
+            );
         }
         import(&moto, &account, "user129");
         let ctx = context(&moto, &account).await;
-        let got = expand_for_launch(&ctx, &strings(&["alice", "@@big"])).await.unwrap();
-        assert_eq!(got, strings(&["alice", "user129"]), "the 130th member is found past the first page");
+        let got = expand_for_launch(&ctx, &strings(&["alice", "@@big"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            strings(&["alice", "user129"]),
+            "the 130th member is found past the first page"
+        );
     }
 }

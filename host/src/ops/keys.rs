@@ -34,14 +34,21 @@ pub async fn status(ctx: &Context) -> Result<Vec<BoxKeys>> {
     let ec2 = ctx.aws.ec2();
     let mut pages = ec2
         .describe_instances()
-        .filters(aws::filter(&format!("tag:{OWNER_TAG}"), &[ctx.namespace.as_str()]))
-        .filters(aws::filter("instance-state-name", &["pending", "running", "stopping", "stopped"]))
+        .filters(aws::filter(
+            &format!("tag:{OWNER_TAG}"),
+            &[ctx.namespace.as_str()],
+        ))
+        .filters(aws::filter(
+            "instance-state-name",
+            &["pending", "running", "stopping", "stopped"],
+        ))
         .into_paginator()
         .send();
     let mut out = Vec::new();
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     while let Some(page) = pages.next().await {
-        let page = page.aws(|| format!("failed to list the boxes of namespace `{}`", ctx.namespace))?;
+        let page =
+            page.aws(|| format!("failed to list the boxes of namespace `{}`", ctx.namespace))?;
         for i in page.reservations().iter().flat_map(|r| r.instances()) {
             let tags = i.tags();
             let globs = tag(tags, KEYPAIRS_TAG).unwrap_or_default().to_string();
@@ -50,7 +57,8 @@ pub async fn status(ctx: &Context) -> Result<Vec<BoxKeys>> {
                 match hashes.get(&globs) {
                     Some(h) => h.clone(),
                     None => {
-                        let list: Vec<String> = globs.split_whitespace().map(str::to_string).collect();
+                        let list: Vec<String> =
+                            globs.split_whitespace().map(str::to_string).collect();
                         let h = agent::expected_hash(ctx, &list).await?;
                         hashes.insert(globs.clone(), h.clone());
                         h
@@ -59,7 +67,10 @@ pub async fn status(ctx: &Context) -> Result<Vec<BoxKeys>> {
             } else {
                 String::new()
             };
-            let ack = cgcloud_agent::ack_from_tags(tags.iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())));
+            let ack = cgcloud_agent::ack_from_tags(
+                tags.iter()
+                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+            );
             let status = if !enabled {
                 "no-agent"
             } else if ack.as_ref().is_some_and(|a| a.hash == expected) {
@@ -70,7 +81,9 @@ pub async fn status(ctx: &Context) -> Result<Vec<BoxKeys>> {
             out.push(BoxKeys {
                 instance_id: i.instance_id().unwrap_or_default().into(),
                 role: tag(tags, ROLE_TAG).unwrap_or_default().into(),
-                state: aws::state_of(i).map(|s| s.as_str().to_string()).unwrap_or_default(),
+                state: aws::state_of(i)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
                 keypairs: globs,
                 expected,
                 applied: ack.as_ref().map(|a| a.hash.clone()),
@@ -93,7 +106,9 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
     let id = i.instance_id().unwrap_or_default().to_string();
     instances::check_owned(ctx, &i)?;
     if tag(i.tags(), "enable_agent") != Some("True") {
-        crate::bail_user!("box `{id}` runs no agent (it was made with --no-agent), so its keys cannot be changed");
+        crate::bail_user!(
+            "box `{id}` runs no agent (it was made with --no-agent), so its keys cannot be changed"
+        );
     }
     let parsed = super::keypairs::parse(ctx, globs).await?;
     let resolved: Vec<String> = parsed
@@ -105,9 +120,14 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
         })
         .collect();
     let ssh = super::boxes::ssh_settings(None)?;
-    let arch_name = i.architecture().map(|a| a.as_str().to_string()).unwrap_or_else(|| "x86_64".into());
+    let arch_name = i
+        .architecture()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| "x86_64".into());
     let Some(arch) = cgcloud_common::elf::Arch::parse(&arch_name) else {
-        crate::bail_user!("box `{id}` is {arch_name}; cgcloud-agent runs on x86_64 and arm64 boxes only");
+        crate::bail_user!(
+            "box `{id}` is {arch_name}; cgcloud-agent runs on x86_64 and arm64 boxes only"
+        );
     };
     let program = agent::select(&ssh.data_dir, arch)?;
     // Boxes made before cgcloud created agents' queues get theirs now.
@@ -124,11 +144,19 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
         .ec2()
         .create_tags()
         .resources(&id)
-        .tags(aws_sdk_ec2::types::Tag::builder().key(KEYPAIRS_TAG).value(resolved.join(" ")).build())
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(KEYPAIRS_TAG)
+                .value(resolved.join(" "))
+                .build(),
+        )
         .send()
         .await
         .aws(|| format!("failed to tag `{id}`"))?;
-    ctx.shell.info(format!("box `{id}` now takes its keys from `{}`", resolved.join(" ")));
+    ctx.shell.info(format!(
+        "box `{id}` now takes its keys from `{}`",
+        resolved.join(" ")
+    ));
     Ok(())
 }
 
@@ -153,7 +181,10 @@ pub async fn revoke(ctx: &Context, name: &str) -> Result<()> {
         .aws(|| format!("failed to delete key pair `{name}`"))?;
     ctx.shell.info(format!("deleted key pair `{name}`"));
     match agent::notify(ctx, name).await {
-        Ok(true) => ctx.shell.info(format!("notified the agents of namespace `{}`", ctx.namespace)),
+        Ok(true) => ctx.shell.info(format!(
+            "notified the agents of namespace `{}`",
+            ctx.namespace
+        )),
         Ok(false) => {}
         Err(e) => ctx.shell.warn(format!(
             "{}; boxes drop the key at their next periodic refresh",

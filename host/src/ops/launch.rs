@@ -5,9 +5,10 @@
 use std::time::Instant;
 
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Image, Instance,
-    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, MarketType, Placement, ResourceType, SpotMarketOptions, Tag, TagSpecification,
-    VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Image,
+    Instance, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, MarketType, Placement,
+    ResourceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
 };
 use base64::Engine as _;
 use serde::Serialize;
@@ -26,16 +27,26 @@ pub struct Phases(pub Vec<(String, f64)>);
 
 impl Phases {
     pub fn record(&mut self, name: &str, since: Instant) -> Instant {
-        self.0.push((name.to_string(), since.elapsed().as_secs_f64()));
+        self.0
+            .push((name.to_string(), since.elapsed().as_secs_f64()));
         Instant::now()
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::Value::Object(self.0.iter().map(|(k, v)| (k.clone(), serde_json::json!((v * 1000.0).round() / 1000.0))).collect())
+        serde_json::Value::Object(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::json!((v * 1000.0).round() / 1000.0)))
+                .collect(),
+        )
     }
 
     pub fn summary(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect::<Vec<_>>().join(", ")
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -59,8 +70,15 @@ pub struct LaunchSpec {
 }
 
 fn tags(spec: &LaunchSpec, kind: ResourceType) -> TagSpecification {
-    let tags: Vec<Tag> = spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-    TagSpecification::builder().resource_type(kind).set_tags(Some(tags)).build()
+    let tags: Vec<Tag> = spec
+        .tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags))
+        .build()
 }
 
 fn block_devices(spec: &LaunchSpec) -> Vec<BlockDeviceMapping> {
@@ -84,12 +102,22 @@ fn block_devices(spec: &LaunchSpec) -> Vec<BlockDeviceMapping> {
         if spec.encrypt_root {
             ebs = ebs.encrypted(true);
         }
-        out.push(BlockDeviceMapping::builder().device_name(root).ebs(ebs.build()).build());
+        out.push(
+            BlockDeviceMapping::builder()
+                .device_name(root)
+                .ebs(ebs.build())
+                .build(),
+        );
     }
     for d in &spec.extra_devices {
         let mut m = BlockDeviceMapping::builder().device_name(&d.device_name);
         if let Some(size) = d.size_gib {
-            m = m.ebs(EbsBlockDevice::builder().volume_size(size as i32).delete_on_termination(true).build());
+            m = m.ebs(
+                EbsBlockDevice::builder()
+                    .volume_size(size as i32)
+                    .delete_on_termination(true)
+                    .build(),
+            );
         } else if let Some(v) = &d.virtual_name {
             m = m.virtual_name(v);
         }
@@ -131,28 +159,39 @@ pub async fn run_instance(ctx: &Context, spec: &LaunchSpec) -> Result<Instance> 
             req = req.placement(Placement::builder().availability_zone(&ctx.zone).build());
         }
         if let Some(arn) = &spec.instance_profile_arn {
-            req = req.iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
+            req = req
+                .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
         }
         if let Some(price) = spec.spot_max_price {
             req = req.instance_market_options(
                 InstanceMarketOptionsRequest::builder()
                     .market_type(MarketType::Spot)
-                    .spot_options(SpotMarketOptions::builder().max_price(format!("{price}")).build())
+                    .spot_options(
+                        SpotMarketOptions::builder()
+                            .max_price(format!("{price}"))
+                            .build(),
+                    )
                     .build(),
             );
         }
         match req.send().await {
             Ok(out) => {
-                return out.instances().first().cloned().ok_or_else(|| user_error!("EC2 launched no instance"));
+                return out
+                    .instances()
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| user_error!("EC2 launched no instance"));
             }
             Err(e) => {
                 let code = error_code(&e).unwrap_or_default().to_string();
                 let message = aws::describe(&e);
                 let eventual = code == "InvalidGroup.NotFound"
-                    || (code == "InvalidParameterValue" && message.to_lowercase().contains("iam instance profile"))
+                    || (code == "InvalidParameterValue"
+                        && message.to_lowercase().contains("iam instance profile"))
                     || code == "NoSuchEntity";
                 if eventual && Instant::now() < deadline {
-                    ctx.shell.debug(format!("RunInstances: {message}; retrying"));
+                    ctx.shell
+                        .debug(format!("RunInstances: {message}; retrying"));
                     tokio::time::sleep(aws::POLL_INTERVAL).await;
                     continue;
                 }
@@ -163,20 +202,37 @@ pub async fn run_instance(ctx: &Context, spec: &LaunchSpec) -> Result<Instance> 
 }
 
 /// Polls until the instance has the address cgcloud connects to; returns the instance.
-pub async fn wait_for_address(ctx: &Context, id: &str, private: bool) -> Result<(Instance, String)> {
+pub async fn wait_for_address(
+    ctx: &Context,
+    id: &str,
+    private: bool,
+) -> Result<(Instance, String)> {
     let ec2 = ctx.aws.ec2();
     let deadline = Instant::now() + timeouts().address;
     loop {
-        let i = aws::instance_by_id(&ec2, id).await?.ok_or_else(|| user_error!("instance `{id}` has disappeared"))?;
-        let address = if private { i.private_ip_address() } else { i.public_ip_address() };
+        let i = aws::instance_by_id(&ec2, id)
+            .await?
+            .ok_or_else(|| user_error!("instance `{id}` has disappeared"))?;
+        let address = if private {
+            i.private_ip_address()
+        } else {
+            i.public_ip_address()
+        };
         if let Some(a) = address.filter(|a| !a.is_empty()) {
             let a = a.to_string();
             return Ok((i, a));
         }
         if Instant::now() >= deadline {
             let which = if private { "a private" } else { "a public" };
-            let hint = if private { "" } else { "; pass --private-ip to reach boxes by their private address" };
-            bail_user!("instance `{id}` had no {which} IP address after {}s{hint}", timeouts().address.as_secs());
+            let hint = if private {
+                ""
+            } else {
+                "; pass --private-ip to reach boxes by their private address"
+            };
+            bail_user!(
+                "instance `{id}` had no {which} IP address after {}s{hint}",
+                timeouts().address.as_secs()
+            );
         }
         tokio::time::sleep(aws::POLL_INTERVAL).await;
     }
@@ -184,26 +240,55 @@ pub async fn wait_for_address(ctx: &Context, id: &str, private: bool) -> Result<
 
 /// Waits for `running`, then for an address; returns the instance and the address.
 pub async fn wait_running(ctx: &Context, id: &str, private: bool) -> Result<(Instance, String)> {
-    aws::wait_for_state(&ctx.aws.ec2(), id, &[InstanceStateName::Pending], InstanceStateName::Running, timeouts().running)
-        .await?;
+    aws::wait_for_state(
+        &ctx.aws.ec2(),
+        id,
+        &[InstanceStateName::Pending],
+        InstanceStateName::Running,
+        timeouts().running,
+    )
+    .await?;
     wait_for_address(ctx, id, private).await
 }
 
 /// Connects over SSH (pinned host key) and waits until cloud-init has finished.
-pub async fn wait_ready(ctx: &Context, ssh: &SshSettings, target: &Target, phases: &mut Phases, t: Instant) -> Result<(Remote, Instant)> {
-    ctx.shell.status(&target.instance_id, &format!("waiting for SSH at {} as `{}`", target.address, target.user));
+pub async fn wait_ready(
+    ctx: &Context,
+    ssh: &SshSettings,
+    target: &Target,
+    phases: &mut Phases,
+    t: Instant,
+) -> Result<(Remote, Instant)> {
+    ctx.shell.status(
+        &target.instance_id,
+        &format!("waiting for SSH at {} as `{}`", target.address, target.user),
+    );
     let remote = Remote::connect(ssh, target, timeouts().ssh, &ctx.shell).await?;
     let t = phases.record("boot-to-ssh", t);
-    ctx.shell.status(&target.instance_id, "waiting for cloud-init to finish");
+    ctx.shell
+        .status(&target.instance_id, "waiting for cloud-init to finish");
     let run = remote.run("cloud-init status --wait --long || cloud-init status --wait");
     let out = tokio::time::timeout(timeouts().cloud_init, run)
         .await
-        .map_err(|_| user_error!("cloud-init on `{}` did not finish within {}s", target.instance_id, timeouts().cloud_init.as_secs()))??;
+        .map_err(|_| {
+            user_error!(
+                "cloud-init on `{}` did not finish within {}s",
+                target.instance_id,
+                timeouts().cloud_init.as_secs()
+            )
+        })??;
     match out.status {
         0 => {}
         // NOTE: cloud-init 23.4 and later exit 2 for "done, with recoverable errors".
-        2 => ctx.shell.warn(format!("{}: cloud-init finished with recoverable errors: {}", target.instance_id, out.stdout.trim())),
-        _ => bail_user!("{}", crate::ssh::remote::failure(&target.instance_id, "cloud-init status --wait", &out)),
+        2 => ctx.shell.warn(format!(
+            "{}: cloud-init finished with recoverable errors: {}",
+            target.instance_id,
+            out.stdout.trim()
+        )),
+        _ => bail_user!(
+            "{}",
+            crate::ssh::remote::failure(&target.instance_id, "cloud-init status --wait", &out)
+        ),
     }
     let t = phases.record("cloud-init", t);
     Ok((remote, t))
@@ -212,11 +297,19 @@ pub async fn wait_ready(ctx: &Context, ssh: &SshSettings, target: &Target, phase
 /// Stops the instance and waits for `stopped`.
 pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
     let ec2 = ctx.aws.ec2();
-    ec2.stop_instances().instance_ids(id).send().await.aws(|| format!("failed to stop `{id}`"))?;
+    ec2.stop_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .aws(|| format!("failed to stop `{id}`"))?;
     aws::wait_for_state(
         &ec2,
         id,
-        &[InstanceStateName::Running, InstanceStateName::Stopping, InstanceStateName::Pending],
+        &[
+            InstanceStateName::Running,
+            InstanceStateName::Stopping,
+            InstanceStateName::Pending,
+        ],
         InstanceStateName::Stopped,
         timeouts().stop,
     )
@@ -227,7 +320,11 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
 /// Starts a stopped instance and waits until it runs and has an address.
 pub async fn start(ctx: &Context, id: &str, private: bool) -> Result<(Instance, String)> {
     let ec2 = ctx.aws.ec2();
-    ec2.start_instances().instance_ids(id).send().await.aws(|| format!("failed to start `{id}`"))?;
+    ec2.start_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .aws(|| format!("failed to start `{id}`"))?;
     aws::wait_for_state(
         &ec2,
         id,

@@ -5,9 +5,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Image, IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair};
+use aws_sdk_ec2::types::{
+    Image, IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+};
 use aws_sdk_iam::types::Tag as IamTag;
-use cgcloud_plugin_api::proto::{BaseImageQuery, CloudConfig, IamPolicy, RuleSource, SecurityGroupRule};
+use cgcloud_plugin_api::proto::{
+    BaseImageQuery, CloudConfig, IamPolicy, RuleSource, SecurityGroupRule,
+};
 
 use crate::aws::{self, error_code, filter, tag, AwsResultExt};
 use crate::ctx::Context;
@@ -34,8 +38,18 @@ pub async fn find_base_image(ctx: &Context, q: &BaseImageQuery) -> Result<Image>
         .filters(filter("state", &["available"]))
         .send()
         .await
-        .aws(|| format!("failed to look up images named `{}` of account {}", q.name_pattern, q.owner))?;
-    let mut images: Vec<Image> = out.images().iter().filter(|i| i.owner_id() == Some(q.owner.as_str())).cloned().collect();
+        .aws(|| {
+            format!(
+                "failed to look up images named `{}` of account {}",
+                q.name_pattern, q.owner
+            )
+        })?;
+    let mut images: Vec<Image> = out
+        .images()
+        .iter()
+        .filter(|i| i.owner_id() == Some(q.owner.as_str()))
+        .cloned()
+        .collect();
     images.sort_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())));
     images.pop().ok_or_else(|| {
         user_error!(
@@ -49,7 +63,10 @@ pub async fn find_base_image(ctx: &Context, q: &BaseImageQuery) -> Result<Image>
 
 fn owner_tags(ctx: &Context, role: &str) -> Vec<Tag> {
     vec![
-        Tag::builder().key(OWNER_TAG).value(ctx.namespace.as_str()).build(),
+        Tag::builder()
+            .key(OWNER_TAG)
+            .value(ctx.namespace.as_str())
+            .build(),
         Tag::builder().key(ROLE_TAG).value(role).build(),
     ]
 }
@@ -66,7 +83,10 @@ struct Perm {
 
 impl Perm {
     fn to_ip_permission(&self) -> IpPermission {
-        let mut p = IpPermission::builder().ip_protocol(&self.protocol).from_port(self.from).to_port(self.to);
+        let mut p = IpPermission::builder()
+            .ip_protocol(&self.protocol)
+            .from_port(self.from)
+            .to_port(self.to);
         if let Some(c) = &self.cidr {
             p = p.ip_ranges(IpRange::builder().cidr_ip(c).build());
         }
@@ -83,10 +103,22 @@ fn actual_perms(perms: &[IpPermission]) -> BTreeSet<Perm> {
         let protocol = p.ip_protocol().unwrap_or_default().to_string();
         let (from, to) = (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1));
         for r in p.ip_ranges() {
-            out.insert(Perm { protocol: protocol.clone(), from, to, cidr: r.cidr_ip().map(str::to_string), group: None });
+            out.insert(Perm {
+                protocol: protocol.clone(),
+                from,
+                to,
+                cidr: r.cidr_ip().map(str::to_string),
+                group: None,
+            });
         }
         for g in p.user_id_group_pairs() {
-            out.insert(Perm { protocol: protocol.clone(), from, to, cidr: None, group: g.group_id().map(str::to_string) });
+            out.insert(Perm {
+                protocol: protocol.clone(),
+                from,
+                to,
+                cidr: None,
+                group: g.group_id().map(str::to_string),
+            });
         }
     }
     out
@@ -122,7 +154,10 @@ pub async fn ensure_security_group(
         let mut req = ec2
             .create_security_group()
             .group_name(&aws_name)
-            .description(format!("Security group for box of role {role} in namespace {}", ctx.namespace))
+            .description(format!(
+                "Security group for box of role {role} in namespace {}",
+                ctx.namespace
+            ))
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::SecurityGroup)
@@ -136,7 +171,9 @@ pub async fn ensure_security_group(
         match req.send().await {
             Ok(_) => {}
             Err(e) if error_code(&e) == Some("InvalidGroup.Duplicate") => {}
-            Err(e) => return Err(e).aws(|| format!("failed to create security group `{aws_name}`")),
+            Err(e) => {
+                return Err(e).aws(|| format!("failed to create security group `{aws_name}`"))
+            }
         }
         let deadline = Instant::now() + CONSISTENCY_TIMEOUT;
         loop {
@@ -148,7 +185,10 @@ pub async fn ensure_security_group(
         }
     }
     let [group] = groups.as_slice() else {
-        bail_user!("expected one security group named `{aws_name}`, found {}", groups.len());
+        bail_user!(
+            "expected one security group named `{aws_name}`, found {}",
+            groups.len()
+        );
     };
     let id = group.group_id().unwrap_or_default().to_string();
     let owned = tag(group.tags(), OWNER_TAG) == Some(ctx.namespace.as_str());
@@ -160,19 +200,43 @@ pub async fn ensure_security_group(
             RuleSource::SameGroup => (None, Some(id.clone())),
             other => bail_user!("role `{role}` asks for a security-group rule from `{other:?}`, which this cgcloud does not know"),
         };
-        let protocol = if r.protocol == "all" { "-1".to_string() } else { r.protocol.clone() };
-        desired.insert(Perm { protocol, from: r.from_port, to: r.to_port, cidr, group: grp });
+        let protocol = if r.protocol == "all" {
+            "-1".to_string()
+        } else {
+            r.protocol.clone()
+        };
+        desired.insert(Perm {
+            protocol,
+            from: r.from_port,
+            to: r.to_port,
+            cidr,
+            group: grp,
+        });
     }
     let actual = actual_perms(group.ip_permissions());
-    let missing: Vec<IpPermission> = desired.difference(&actual).map(Perm::to_ip_permission).collect();
+    let missing: Vec<IpPermission> = desired
+        .difference(&actual)
+        .map(Perm::to_ip_permission)
+        .collect();
     if !missing.is_empty() {
-        match ec2.authorize_security_group_ingress().group_id(&id).set_ip_permissions(Some(missing)).send().await {
+        match ec2
+            .authorize_security_group_ingress()
+            .group_id(&id)
+            .set_ip_permissions(Some(missing))
+            .send()
+            .await
+        {
             Ok(_) => {}
             Err(e) if error_code(&e) == Some("InvalidPermission.Duplicate") => {}
-            Err(e) => return Err(e).aws(|| format!("failed to add rules to security group `{aws_name}`")),
+            Err(e) => {
+                return Err(e).aws(|| format!("failed to add rules to security group `{aws_name}`"))
+            }
         }
     }
-    let stale: Vec<IpPermission> = actual.difference(&desired).map(Perm::to_ip_permission).collect();
+    let stale: Vec<IpPermission> = actual
+        .difference(&desired)
+        .map(Perm::to_ip_permission)
+        .collect();
     if !stale.is_empty() {
         if owned {
             ec2.revoke_security_group_ingress()
@@ -203,7 +267,10 @@ pub fn iam_role_name(ctx: &Context, features: &[String]) -> Result<String> {
 }
 
 fn same_policy(a: &str, b: &str) -> bool {
-    match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
@@ -230,20 +297,38 @@ fn url_decode(s: &str) -> String {
 
 /// Creates or updates the IAM role for `features` with exactly `policies` inline, and the
 /// role's instance profile (named after the role) holding it; returns the profile's ARN.
-pub async fn ensure_instance_profile(ctx: &Context, role: &str, features: &[String], policies: &[IamPolicy]) -> Result<String> {
+pub async fn ensure_instance_profile(
+    ctx: &Context,
+    role: &str,
+    features: &[String],
+    policies: &[IamPolicy],
+) -> Result<String> {
     let iam = ctx.aws.iam();
     let role_name = iam_role_name(ctx, features)?;
     let partition = cgcloud_common::arn::partition_for_region(&ctx.region);
-    let service = if partition == "aws-cn" { "ec2.amazonaws.com.cn" } else { "ec2.amazonaws.com" };
+    let service = if partition == "aws-cn" {
+        "ec2.amazonaws.com.cn"
+    } else {
+        "ec2.amazonaws.com"
+    };
     let trust = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
     })
     .to_string();
-    let tags = vec![
-        IamTag::builder().key(OWNER_TAG).value(ctx.namespace.as_str()).build().expect("tags have a key and value"),
-    ];
-    match iam.create_role().role_name(&role_name).assume_role_policy_document(&trust).set_tags(Some(tags.clone())).send().await {
+    let tags = vec![IamTag::builder()
+        .key(OWNER_TAG)
+        .value(ctx.namespace.as_str())
+        .build()
+        .expect("tags have a key and value")];
+    match iam
+        .create_role()
+        .role_name(&role_name)
+        .assume_role_policy_document(&trust)
+        .set_tags(Some(tags.clone()))
+        .send()
+        .await
+    {
         Ok(_) => {}
         Err(e) if error_code(&e) == Some("EntityAlreadyExists") => {}
         Err(e) => return Err(e).aws(|| format!("failed to create IAM role `{role_name}`")),
@@ -265,26 +350,54 @@ pub async fn ensure_instance_profile(ctx: &Context, role: &str, features: &[Stri
         }
     }
     for p in policies {
-        let current = match iam.get_role_policy().role_name(&role_name).policy_name(&p.name).send().await {
+        let current = match iam
+            .get_role_policy()
+            .role_name(&role_name)
+            .policy_name(&p.name)
+            .send()
+            .await
+        {
             Ok(o) => Some(url_decode(o.policy_document())),
             Err(e) if error_code(&e) == Some("NoSuchEntity") => None,
-            Err(e) => return Err(e).aws(|| format!("failed to read policy `{}` of IAM role `{role_name}`", p.name)),
+            Err(e) => {
+                return Err(e).aws(|| {
+                    format!(
+                        "failed to read policy `{}` of IAM role `{role_name}`",
+                        p.name
+                    )
+                })
+            }
         };
-        if !current.as_deref().is_some_and(|c| same_policy(c, &p.document)) {
+        if !current
+            .as_deref()
+            .is_some_and(|c| same_policy(c, &p.document))
+        {
             iam.put_role_policy()
                 .role_name(&role_name)
                 .policy_name(&p.name)
                 .policy_document(&p.document)
                 .send()
                 .await
-                .aws(|| format!("failed to put policy `{}` on IAM role `{role_name}`", p.name))?;
+                .aws(|| {
+                    format!(
+                        "failed to put policy `{}` on IAM role `{role_name}`",
+                        p.name
+                    )
+                })?;
         }
     }
     let profile_name = ctx.aws_name(role)?;
-    let profile = match iam.get_instance_profile().instance_profile_name(&profile_name).send().await {
+    let profile = match iam
+        .get_instance_profile()
+        .instance_profile_name(&profile_name)
+        .send()
+        .await
+    {
         Ok(o) => o.instance_profile().cloned(),
         Err(e) if error_code(&e) == Some("NoSuchEntity") => None,
-        Err(e) => return Err(e).aws(|| format!("failed to look up instance profile `{profile_name}`")),
+        Err(e) => {
+            return Err(e).aws(|| format!("failed to look up instance profile `{profile_name}`"))
+        }
     };
     let profile = match profile {
         Some(p) => p,
@@ -309,7 +422,12 @@ pub async fn ensure_instance_profile(ctx: &Context, role: &str, features: &[Stri
                 .role_name(r.role_name())
                 .send()
                 .await
-                .aws(|| format!("failed to remove IAM role `{}` from instance profile `{profile_name}`", r.role_name()))?;
+                .aws(|| {
+                    format!(
+                        "failed to remove IAM role `{}` from instance profile `{profile_name}`",
+                        r.role_name()
+                    )
+                })?;
         }
     }
     if !has_ours {
@@ -318,7 +436,9 @@ pub async fn ensure_instance_profile(ctx: &Context, role: &str, features: &[Stri
             .role_name(&role_name)
             .send()
             .await
-            .aws(|| format!("failed to add IAM role `{role_name}` to instance profile `{profile_name}`"))?;
+            .aws(|| {
+                format!("failed to add IAM role `{role_name}` to instance profile `{profile_name}`")
+            })?;
     }
     Ok(profile.arn().to_string())
 }
@@ -335,7 +455,10 @@ pub fn user_data(role_config: &CloudConfig, host_key: &HostKey) -> String {
     // NOTE: no `ssh_genkeytypes`: cloud-init generates keys only when `ssh_keys` is absent, and
     // its schema refuses an empty list (a warning on every boot that blames the user data).
     // NOTE: JSON is YAML; cloud-init reads `#cloud-config` documents with a YAML parser.
-    format!("#cloud-config\n{}\n", serde_json::to_string_pretty(&map).expect("JSON values serialize"))
+    format!(
+        "#cloud-config\n{}\n",
+        serde_json::to_string_pretty(&map).expect("JSON values serialize")
+    )
 }
 
 #[cfg(test)]

@@ -17,22 +17,45 @@ use crate::{bail_user, user_error};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Imported { name: String, fingerprint: String },
-    Replaced { name: String, fingerprint: String, old_fingerprint: String },
-    Unchanged { name: String, fingerprint: String },
+    Imported {
+        name: String,
+        fingerprint: String,
+    },
+    Replaced {
+        name: String,
+        fingerprint: String,
+        old_fingerprint: String,
+    },
+    Unchanged {
+        name: String,
+        fingerprint: String,
+    },
 }
 
-pub async fn register_key(ctx: &Context, key_file: &Path, keypair: &str, force: bool) -> Result<Outcome> {
-    let text = std::fs::read_to_string(key_file)
-        .with_context(|| format!("failed to read the public key file `{}`", key_file.display()))?;
-    let key = keys::parse_public_key(&text).map_err(|e| user_error!("`{}`: {e}", key_file.display()))?;
+pub async fn register_key(
+    ctx: &Context,
+    key_file: &Path,
+    keypair: &str,
+    force: bool,
+) -> Result<Outcome> {
+    let text = std::fs::read_to_string(key_file).with_context(|| {
+        format!(
+            "failed to read the public key file `{}`",
+            key_file.display()
+        )
+    })?;
+    let key =
+        keys::parse_public_key(&text).map_err(|e| user_error!("`{}`: {e}", key_file.display()))?;
     let ours = keys::ec2_import_fingerprint(&key);
     let name = ctx.resolve_keypair_name(keypair).await?;
     if name.is_empty() {
         bail_user!("the key pair name is empty; pass --keypair NAME");
     }
     // Such names could never be matched literally by `-k` globs (`@bob` means IAM user bob).
-    if name.starts_with('@') || name.contains(['*', '?', '[', ']']) || name.chars().any(char::is_whitespace) {
+    if name.starts_with('@')
+        || name.contains(['*', '?', '[', ']'])
+        || name.chars().any(char::is_whitespace)
+    {
         bail_user!(
             "`{name}` cannot name a key pair: key pair names must not start with `@` or contain `*`, `?`,              `[`, `]` or white space"
         );
@@ -42,8 +65,13 @@ pub async fn register_key(ctx: &Context, key_file: &Path, keypair: &str, force: 
     if let Some(existing) = aws::key_pair(&ec2, &name).await? {
         let theirs = existing.key_fingerprint().unwrap_or_default().to_string();
         if keys::key_matches_ec2_fingerprint(&key, &theirs) {
-            ctx.shell.info(format!("key pair `{name}` is already registered with this key ({ours})"));
-            return Ok(Outcome::Unchanged { name, fingerprint: ours });
+            ctx.shell.info(format!(
+                "key pair `{name}` is already registered with this key ({ours})"
+            ));
+            return Ok(Outcome::Unchanged {
+                name,
+                fingerprint: ours,
+            });
         }
         if !force {
             bail_user!(
@@ -71,12 +99,22 @@ pub async fn register_key(ctx: &Context, key_file: &Path, keypair: &str, force: 
         let cleanup = ec2.delete_key_pair().key_name(&name).send().await;
         let fate = match cleanup {
             Ok(_) => "the key pair was deleted again".to_string(),
-            Err(e) => format!("deleting it again failed too ({}): delete it by hand", aws::describe(&e)),
+            Err(e) => format!(
+                "deleting it again failed too ({}): delete it by hand",
+                aws::describe(&e)
+            ),
         };
         bail_user!("EC2 reports fingerprint {theirs} for key pair `{name}` but cgcloud computed {ours}; {fate}");
     }
     Ok(match old_fingerprint {
-        Some(old) => Outcome::Replaced { name, fingerprint: ours, old_fingerprint: old },
-        None => Outcome::Imported { name, fingerprint: ours },
+        Some(old) => Outcome::Replaced {
+            name,
+            fingerprint: ours,
+            old_fingerprint: old,
+        },
+        None => Outcome::Imported {
+            name,
+            fingerprint: ours,
+        },
     })
 }

@@ -617,10 +617,20 @@ pub async fn agent_queues_to_sweep(
 ) -> Result<Vec<Item>> {
     let sqs = aws_sdk_sqs::Client::new(ctx.aws.sdk());
     let prefix = cgcloud_agent::queue_prefix(&ctx.namespace);
-    let mut pages = sqs.list_queues().queue_name_prefix(&prefix).max_results(1000).into_paginator().send();
+    let mut pages = sqs
+        .list_queues()
+        .queue_name_prefix(&prefix)
+        .max_results(1000)
+        .into_paginator()
+        .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.aws(|| format!("failed to list the agent queues of namespace `{}`", ctx.namespace))?;
+        let page = page.aws(|| {
+            format!(
+                "failed to list the agent queues of namespace `{}`",
+                ctx.namespace
+            )
+        })?;
         for url in page.queue_urls() {
             let name = url.rsplit('/').next().unwrap_or_default();
             if let Some(id) = cgcloud_agent::instance_of_queue(&ctx.namespace, name) {
@@ -668,7 +678,10 @@ pub async fn delete_leftovers(
     for q in &found.queues {
         match super::agent::remove_wiring(ctx, &q.detail).await {
             Ok(()) => ctx.shell.info(format!("deleted {}", q.label())),
-            Err(e) => failures.push(Failure { what: q.label(), why: crate::errors::one_line(&e) }),
+            Err(e) => failures.push(Failure {
+                what: q.label(),
+                why: crate::errors::one_line(&e),
+            }),
         }
     }
     failures

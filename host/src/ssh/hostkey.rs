@@ -4,8 +4,8 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::errors::Result;
 use crate::bail_user;
+use crate::errors::Result;
 
 /// An ed25519 host key pair: the private key goes to the instance in its cloud-config
 /// (`ssh_keys`), the public key into cgcloud's known_hosts.
@@ -19,7 +19,9 @@ pub struct HostKey {
 
 impl std::fmt::Debug for HostKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostKey").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("HostKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -34,12 +36,20 @@ impl HostKey {
             .output()
             .context("failed to run `ssh-keygen`; install OpenSSH's client tools")?;
         if !out.status.success() {
-            bail_user!("`ssh-keygen` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail_user!(
+                "`ssh-keygen` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        let private = std::fs::read_to_string(&path).context("failed to read the generated host key")?;
+        let private =
+            std::fs::read_to_string(&path).context("failed to read the generated host key")?;
         let public = std::fs::read_to_string(path.with_extension("pub"))
             .context("failed to read the generated host key")?;
-        let public = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let public = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         Ok(HostKey { private, public })
     }
 }

@@ -59,7 +59,8 @@ impl BoxConfig {
     pub fn write(settings: &SshSettings, target: &Target) -> Result<BoxConfig> {
         check_account(&target.user)?;
         let dir = settings.data_dir.join("ssh");
-        std::fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create `{}`", dir.display()))?;
         let known_hosts = settings.known_hosts();
         let mut text = format!(
             "# Written by cgcloud for instance {id}; rewritten on every connection.\n\
@@ -117,8 +118,12 @@ impl BoxConfig {
 /// newline or quote would add directives).
 pub fn check_account(user: &str) -> Result<()> {
     let mut chars = user.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    let rest_ok = user.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let rest_ok = user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !first_ok || !rest_ok || user.len() > 32 {
         crate::bail_user!(
             "`{}` is not an account name: a letter or `_`, then letters, digits, `_`, `.` or `-`, at most 32 characters",

@@ -37,7 +37,10 @@ pub struct Remote {
 
 /// Quotes a string for a POSIX shell.
 pub fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r#"'\''"#))
@@ -46,7 +49,12 @@ pub fn quote(s: &str) -> String {
 impl Remote {
     /// Connects, retrying while the box is not answering yet, for at most `timeout`. A host key
     /// that does not match the pinned one fails at once: that is never transient.
-    pub async fn connect(settings: &SshSettings, target: &Target, timeout: Duration, shell: &Shell) -> Result<Remote> {
+    pub async fn connect(
+        settings: &SshSettings,
+        target: &Target,
+        timeout: Duration,
+        shell: &Shell,
+    ) -> Result<Remote> {
         let config = BoxConfig::write(settings, target)?;
         let control_dir = settings.data_dir.join("ssh").join("control");
         std::fs::create_dir_all(&control_dir)
@@ -69,7 +77,12 @@ impl Remote {
         loop {
             attempt += 1;
             match builder.connect_mux(&target.address).await {
-                Ok(session) => return Ok(Remote { target: target.clone(), session: Arc::new(session) }),
+                Ok(session) => {
+                    return Ok(Remote {
+                        target: target.clone(),
+                        session: Arc::new(session),
+                    })
+                }
                 Err(e) => {
                     let text = error_text(&e);
                     if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
@@ -94,17 +107,27 @@ impl Remote {
                             timeout.as_secs()
                         );
                     }
-                    shell.debug(format!("ssh attempt {attempt} to {} failed: {text}", target.address));
+                    shell.debug(format!(
+                        "ssh attempt {attempt} to {} failed: {text}",
+                        target.address
+                    ));
                     // Say why it is still waiting: on a terminal in the box's status line, else
                     // in a log line every half minute.
                     let why: String = text.chars().take(120).collect();
                     if shell.is_live() {
-                        shell.status(&target.instance_id, &format!("waiting for SSH at {} ({why})", target.address));
+                        shell.status(
+                            &target.instance_id,
+                            &format!("waiting for SSH at {} ({why})", target.address),
+                        );
                     } else if last_said.elapsed() >= Duration::from_secs(30) {
-                        shell.info(format!("{}: still waiting for SSH at {}: {why}", target.instance_id, target.address));
+                        shell.info(format!(
+                            "{}: still waiting for SSH at {}: {why}",
+                            target.instance_id, target.address
+                        ));
                         last_said = Instant::now();
                     }
-                    tokio::time::sleep(Duration::from_millis(500.min(100 * u64::from(attempt)))).await;
+                    tokio::time::sleep(Duration::from_millis(500.min(100 * u64::from(attempt))))
+                        .await;
                 }
             }
         }
@@ -120,12 +143,19 @@ impl Remote {
         // The command line goes to the login shell as ssh sends it: no extra `sh -c` layer.
         let mut cmd = self.session.raw_command(command);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let run = async {
             let mut child = cmd.spawn().await?;
             if let Some(data) = input {
                 if let Some(mut stdin) = child.stdin().take() {
-                    stdin.write_all(data).await.map_err(openssh::Error::ChildIo)?;
+                    stdin
+                        .write_all(data)
+                        .await
+                        .map_err(openssh::Error::ChildIo)?;
                     stdin.shutdown().await.map_err(openssh::Error::ChildIo)?;
                 }
             }
@@ -133,8 +163,20 @@ impl Remote {
         };
         let out = tokio::time::timeout(COMMAND_TIMEOUT, run)
             .await
-            .map_err(|_| user_error!("`{command}` on `{}` did not finish within {}s", self.target.instance_id, COMMAND_TIMEOUT.as_secs()))?
-            .map_err(|e| user_error!("failed to run `{command}` on `{}`: {}", self.target.instance_id, error_text(&e)))?;
+            .map_err(|_| {
+                user_error!(
+                    "`{command}` on `{}` did not finish within {}s",
+                    self.target.instance_id,
+                    COMMAND_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| {
+                user_error!(
+                    "failed to run `{command}` on `{}`: {}",
+                    self.target.instance_id,
+                    error_text(&e)
+                )
+            })?;
         Ok(CmdOutput {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -167,7 +209,11 @@ fn error_text(e: &openssh::Error) -> String {
         parts.push(s.to_string());
         source = s.source();
     }
-    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
+    parts
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Role hooks' view of a box: a [`Remote`] driven from a blocking thread.
@@ -185,7 +231,11 @@ pub struct BoxServices {
 
 /// A step as the status line shows it: its first line, white space folded, at most 72 characters.
 fn step_text(step: &str) -> String {
-    let line = step.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    let line = step
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
     let folded = line.split_whitespace().collect::<Vec<_>>().join(" ");
     let more = step.trim().lines().count() > 1;
     if folded.chars().count() > 72 {
@@ -203,16 +253,31 @@ impl BoxServices {
         if !self.shell.is_live() {
             return;
         }
-        let hook = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).last().cloned().unwrap_or_default();
-        let text = if hook.is_empty() { step_text(step) } else { format!("{hook}: {}", step_text(step)) };
+        let hook = self
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        let text = if hook.is_empty() {
+            step_text(step)
+        } else {
+            format!("{hook}: {}", step_text(step))
+        };
         self.shell.status(&self.remote.target.instance_id, &text);
     }
 
-    fn block<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> std::result::Result<T, String> {
+    fn block<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> std::result::Result<T, String> {
         if self.is_cancelled() {
             return Err("cancelled".to_string());
         }
-        self.handle.block_on(f).map_err(|e| crate::errors::one_line(&e))
+        self.handle
+            .block_on(f)
+            .map_err(|e| crate::errors::one_line(&e))
     }
 }
 
@@ -224,14 +289,22 @@ impl HostServices for BoxServices {
     }
 
     fn sudo(&self, command: &str, user: Option<&str>) -> std::result::Result<CmdOutput, String> {
-        let as_user = user.map(|u| format!("-u {} ", quote(u))).unwrap_or_default();
+        let as_user = user
+            .map(|u| format!("-u {} ", quote(u)))
+            .unwrap_or_default();
         let full = format!("sudo -n {as_user}-- sh -c {}", quote(command));
         self.shell.debug(format!("{}: # {command}", self.label));
         self.show_step(command);
         self.block(self.remote.run(&full))
     }
 
-    fn put_file(&self, path: &str, data: &[u8], mode: u32, sudo: bool) -> std::result::Result<(), String> {
+    fn put_file(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+        sudo: bool,
+    ) -> std::result::Result<(), String> {
         // A fresh temporary file in the target's folder (never a predictable name: this may run
         // as root in a folder others can write), renamed over the target once complete.
         let dir = match path.rfind('/') {
@@ -245,12 +318,24 @@ impl HostServices for BoxServices {
             template = quote(&format!("{}/.cgcloud-put.XXXXXXXX", dir.trim_end_matches('/'))),
             p = quote(path)
         );
-        let command = if sudo { format!("sudo -n -- sh -c {}", quote(&script)) } else { format!("sh -c {}", quote(&script)) };
-        self.shell.debug(format!("{}: put {path} ({} bytes, mode {mode:o})", self.label, data.len()));
+        let command = if sudo {
+            format!("sudo -n -- sh -c {}", quote(&script))
+        } else {
+            format!("sh -c {}", quote(&script))
+        };
+        self.shell.debug(format!(
+            "{}: put {path} ({} bytes, mode {mode:o})",
+            self.label,
+            data.len()
+        ));
         self.show_step(&format!("write {path}"));
         let out = self.block(self.remote.run_with_stdin(&command, Some(data)))?;
         if out.status != 0 {
-            return Err(failure(&self.remote.target.instance_id, &format!("write {path}"), &out));
+            return Err(failure(
+                &self.remote.target.instance_id,
+                &format!("write {path}"),
+                &out,
+            ));
         }
         Ok(())
     }
@@ -258,10 +343,18 @@ impl HostServices for BoxServices {
     fn get_file(&self, path: &str, sudo: bool) -> std::result::Result<Vec<u8>, String> {
         // NOTE: base64 keeps binary files intact through the text-only command output.
         let cat = format!("base64 -w0 {}", quote(path));
-        let command = if sudo { format!("sudo -n -- {cat}") } else { cat };
+        let command = if sudo {
+            format!("sudo -n -- {cat}")
+        } else {
+            cat
+        };
         let out = self.block(self.remote.run(&command))?;
         if out.status != 0 {
-            return Err(failure(&self.remote.target.instance_id, &format!("read {path}"), &out));
+            return Err(failure(
+                &self.remote.target.instance_id,
+                &format!("read {path}"),
+                &out,
+            ));
         }
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
@@ -287,7 +380,10 @@ impl HostServices for BoxServices {
     }
 
     fn hook_started(&self, hook: &str) {
-        self.hooks.lock().unwrap_or_else(|e| e.into_inner()).push(hook.to_string());
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook.to_string());
     }
 
     fn hook_finished(&self, hook: &str) {
@@ -304,7 +400,10 @@ mod tests {
 
     #[test]
     fn steps_show_as_one_short_line() {
-        assert_eq!(step_text("apt-get install -y   nginx"), "apt-get install -y nginx");
+        assert_eq!(
+            step_text("apt-get install -y   nginx"),
+            "apt-get install -y nginx"
+        );
         assert_eq!(step_text("\n  set -e\n  make\n"), "set -e …");
         let long = step_text(&"x".repeat(200));
         assert_eq!(long.chars().count(), 72);
@@ -313,8 +412,20 @@ mod tests {
 
     #[test]
     fn quoting_survives_the_shell() {
-        for s in ["plain", "with space", "it's", "$(rm -rf /)", "", "a\"b", "new\nline"] {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(s))).output().unwrap();
+        for s in [
+            "plain",
+            "with space",
+            "it's",
+            "$(rm -rf /)",
+            "",
+            "a\"b",
+            "new\nline",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", quote(s)))
+                .output()
+                .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
         }
     }

@@ -219,14 +219,19 @@ pub fn run(cx: &Cx<'_>, pm: PackageManager, command: &str) -> Result<CmdOutput> 
 /// for an option of apt or dnf.
 pub(crate) fn join(packages: &[String]) -> cgcloud_plugin_api::Result<String> {
     if let Some(bad) = packages.iter().find(|p| {
-        !p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) || p.chars().any(|c| c.is_whitespace() || c.is_control())
+        !p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            || p.chars().any(|c| c.is_whitespace() || c.is_control())
     }) {
         return Err(cgcloud_plugin_api::RoleError::failed(format!(
             "`{}` is not a package name: a name starts with a letter or digit and has no white space",
             bad.escape_debug()
         )));
     }
-    Ok(packages.iter().map(|p| shell_quote(p)).collect::<Vec<_>>().join(" "))
+    Ok(packages
+        .iter()
+        .map(|p| shell_quote(p))
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 #[cfg(test)]
@@ -235,10 +240,22 @@ mod tests {
 
     #[test]
     fn package_names_cannot_be_options() {
-        assert_eq!(join(&["nginx".into(), "libc6:amd64".into(), "python3=3.11*".into()]).unwrap(), "nginx libc6:amd64 'python3=3.11*'");
-        for bad in ["-oAPT::Get::AllowUnauthenticated=1", "--allow-downgrades", "", "a b", "x\ny"] {
+        assert_eq!(
+            join(&["nginx".into(), "libc6:amd64".into(), "python3=3.11*".into()]).unwrap(),
+            "nginx libc6:amd64 'python3=3.11*'"
+        );
+        for bad in [
+            "-oAPT::Get::AllowUnauthenticated=1",
+            "--allow-downgrades",
+            "",
+            "a b",
+            "x\ny",
+        ] {
             let e = join(&["nginx".into(), bad.into()]).unwrap_err();
-            assert!(e.to_string().contains("is not a package name"), "{bad:?}: {e}");
+            assert!(
+                e.to_string().contains("is not a package name"),
+                "{bad:?}: {e}"
+            );
         }
     }
 

@@ -527,7 +527,8 @@ impl Cloud {
                 (
                     "/etc/systemd/system.conf.d/50-localcloud-aws.conf".into(),
                     0o644,
-                    format!("[Manager]\nDefaultEnvironment=AWS_ENDPOINT_URL={AWS_ENDPOINT}\n").into_bytes(),
+                    format!("[Manager]\nDefaultEnvironment=AWS_ENDPOINT_URL={AWS_ENDPOINT}\n")
+                        .into_bytes(),
                 ),
                 (
                     "/etc/profile.d/localcloud-aws.sh".into(),

@@ -323,5 +323,11 @@ fn moto_pid(moto: &Moto) -> String {
 
 /// A machine-wide slot for one cloud, held until dropped.
 fn cloud_slot() -> Result<std::fs::File> {
-    crate::util::take_slot("cloud", max_clouds(), SLOT_TIMEOUT, Duration::from_millis(100), "")
+    crate::util::take_slot(
+        "cloud",
+        max_clouds(),
+        SLOT_TIMEOUT,
+        Duration::from_millis(100),
+        "",
+    )
 }

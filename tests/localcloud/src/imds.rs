@@ -7,8 +7,8 @@
 
 use crate::daemon::Cloud;
 use crate::moto::{urlencode, xml_field, Instance};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -61,11 +61,19 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
         ),
         Some(inst) if method == "PUT" && path == "/latest/api/token" => match &asked_ttl {
             Some(ttl) => (200, "text/plain", issue_token(&inst.id, ttl)),
-            None => (400, "text/plain", "missing X-aws-ec2-metadata-token-ttl-seconds\n".into()),
+            None => (
+                400,
+                "text/plain",
+                "missing X-aws-ec2-metadata-token-ttl-seconds\n".into(),
+            ),
         },
         // IMDSv2 required (`HttpTokens=required` at launch): no valid token, no metadata.
         Some(inst) if !token_valid(&inst.id, token.as_deref()) && tokens_required(cloud, &inst) => {
-            (401, "text/plain", "IMDSv2 is required: PUT /latest/api/token first\n".into())
+            (
+                401,
+                "text/plain",
+                "IMDSv2 is required: PUT /latest/api/token first\n".into(),
+            )
         }
         Some(inst) => answer(cloud, &inst, path),
     };
@@ -77,7 +85,9 @@ pub fn serve(cloud: &Cloud, c: UnixStream) {
     };
     // IMDSv2: a token answer says how long the token lives (SDKs refuse one that does not).
     let ttl = match (&asked_ttl, method, path, status) {
-        (Some(asked), "PUT", "/latest/api/token", 200) => format!("X-aws-ec2-metadata-token-ttl-seconds: {asked}\r\n"),
+        (Some(asked), "PUT", "/latest/api/token", 200) => {
+            format!("X-aws-ec2-metadata-token-ttl-seconds: {asked}\r\n")
+        }
         _ => String::new(),
     };
     let _ = write!(
@@ -103,7 +113,13 @@ fn issue_token(instance: &str, ttl: &str) -> String {
     let secs = ttl.parse::<u64>().unwrap_or(21_600).clamp(1, 21_600);
     let mut all = tokens().lock().unwrap_or_else(|e| e.into_inner());
     all.retain(|_, (_, until)| *until > Instant::now());
-    all.insert(token.clone(), (instance.to_string(), Instant::now() + Duration::from_secs(secs)));
+    all.insert(
+        token.clone(),
+        (
+            instance.to_string(),
+            Instant::now() + Duration::from_secs(secs),
+        ),
+    );
     token
 }
 
@@ -120,7 +136,10 @@ fn tokens_required(cloud: &Cloud, inst: &Instance) -> bool {
         .ec2(
             &inst.owner_id,
             &inst.region_name,
-            &format!("Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}", inst.id),
+            &format!(
+                "Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}",
+                inst.id
+            ),
         )
         .map(|b| xml_field(&b, "httpTokens").as_deref() == Some("required"))
         // Fail closed: when moto cannot say, a token is required.

@@ -87,26 +87,35 @@ pub fn write_in_tree(root: &Path, rel: &str, mode: u32, content: &[u8]) -> Resul
         dir.push(name);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_dir() => {}
-            Ok(_) => bail!("`{}` in the box is not a folder (a symbolic link?); not writing `{}`", dir.display(), rel.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?
+            Ok(_) => bail!(
+                "`{}` in the box is not a folder (a symbolic link?); not writing `{}`",
+                dir.display(),
+                rel.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&dir)
+                .with_context(|| format!("failed to create `{}`", dir.display()))?,
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to inspect `{}`", dir.display()))
             }
-            Err(e) => return Err(e).with_context(|| format!("failed to inspect `{}`", dir.display())),
         }
     }
-    let Some(name) = rel.file_name() else { bail!("`{}` names no file", rel.display()) };
+    let Some(name) = rel.file_name() else {
+        bail!("`{}` names no file", rel.display())
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".localcloud-")
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(&dir)
         .with_context(|| format!("failed to create a file in `{}`", dir.display()))?;
-    tmp.write_all(content).with_context(|| format!("failed to write into `{}`", dir.display()))?;
+    tmp.write_all(content)
+        .with_context(|| format!("failed to write into `{}`", dir.display()))?;
     // NOTE: the umask may have narrowed the mode given at creation.
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("failed to chmod a file in `{}`", dir.display()))?;
     let target = dir.join(name);
-    tmp.persist(&target).with_context(|| format!("failed to write `{}`", target.display()))?;
+    tmp.persist(&target)
+        .with_context(|| format!("failed to write `{}`", target.display()))?;
     Ok(())
 }
 
@@ -123,10 +132,16 @@ pub fn read_in_tree(root: &Path, rel: &str) -> String {
             return String::new();
         }
     }
-    let Some(name) = rel.file_name() else { return String::new() };
+    let Some(name) = rel.file_name() else {
+        return String::new();
+    };
     let mut text = String::new();
     // O_NOFOLLOW | O_NONBLOCK: a link fails to open; a FIFO does not hang.
-    if let Ok(f) = std::fs::OpenOptions::new().read(true).custom_flags(0o400000 | 0o4000).open(dir.join(name)) {
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o400000 | 0o4000)
+        .open(dir.join(name))
+    {
         if f.metadata().is_ok_and(|m| m.is_file()) {
             let _ = f.take(1 << 20).read_to_string(&mut text);
         }
@@ -214,18 +229,32 @@ mod tests {
         std::fs::create_dir(root.join("var")).unwrap();
         std::os::unix::fs::symlink(host.path(), root.join("var/lib")).unwrap();
 
-        assert_eq!(read_in_tree(root, "/etc/hosts"), "", "a link is not read through");
+        assert_eq!(
+            read_in_tree(root, "/etc/hosts"),
+            "",
+            "a link is not read through"
+        );
         write_in_tree(root, "/etc/hosts", 0o644, b"127.0.0.1 localhost\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host data\n", "the host file is untouched");
+        assert_eq!(
+            std::fs::read_to_string(&secret).unwrap(),
+            "host data\n",
+            "the host file is untouched"
+        );
         let m = std::fs::symlink_metadata(root.join("etc/hosts")).unwrap();
         assert!(m.file_type().is_file(), "the link was replaced by a file");
         assert_eq!(read_in_tree(root, "/etc/hosts"), "127.0.0.1 localhost\n");
 
         let e = write_in_tree(root, "/var/lib/cloud/seed", 0o600, b"x").unwrap_err();
         assert!(format!("{e:#}").contains("is not a folder"), "{e:#}");
-        assert!(!host.path().join("cloud").exists(), "nothing was made through the linked folder");
+        assert!(
+            !host.path().join("cloud").exists(),
+            "nothing was made through the linked folder"
+        );
         assert!(write_in_tree(root, "/etc/../../escape", 0o600, b"x").is_err());
         write_in_tree(root, "/a/new/folder/file", 0o600, b"made").unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("a/new/folder/file")).unwrap(), "made");
+        assert_eq!(
+            std::fs::read_to_string(root.join("a/new/folder/file")).unwrap(),
+            "made"
+        );
     }
 }

@@ -51,7 +51,8 @@ impl Moto {
     /// Starts moto_server with extra environment variables for the server process.
     pub fn start_with(env: &[(&str, &str)]) -> Result<Moto, String> {
         let port = free_port()?;
-        let log = std::env::temp_dir().join(format!("cgcloud-moto-{}-{port}.log", std::process::id()));
+        let log =
+            std::env::temp_dir().join(format!("cgcloud-moto-{}-{port}.log", std::process::id()));
         let log_file = std::fs::File::create(&log)
             .map_err(|e| format!("failed to create `{}`: {e}", log.display()))?;
         let log_err = log_file
@@ -72,22 +73,38 @@ impl Moto {
         let child = cmd.spawn().map_err(|e| {
             format!("failed to run `moto_server`: {e}; install it with `pip install 'moto[server]==5.2.1'`")
         })?;
-        let mut moto = Moto { child, port, log, next_account: AtomicU64::new(0) };
+        let mut moto = Moto {
+            child,
+            port,
+            log,
+            next_account: AtomicU64::new(0),
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = moto.child.try_wait() {
-                return Err(format!("moto_server exited with {status}: {}", moto.log_tail()));
+                return Err(format!(
+                    "moto_server exited with {status}: {}",
+                    moto.log_tail()
+                ));
             }
             if let Ok((200, _)) = moto.http("GET", "/moto-api/", &[], "") {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(format!("moto_server did not answer within {START_TIMEOUT:?}: {}", moto.log_tail()));
+                return Err(format!(
+                    "moto_server did not answer within {START_TIMEOUT:?}: {}",
+                    moto.log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         // NOTE: the first EC2 call loads moto's AMI catalogue (~1 s); do it once here.
-        let _ = moto.http("POST", "/", &[("Authorization", &auth_header("ec2"))], "Action=DescribeRegions&Version=2016-11-15");
+        let _ = moto.http(
+            "POST",
+            "/",
+            &[("Authorization", &auth_header("ec2"))],
+            "Action=DescribeRegions&Version=2016-11-15",
+        );
         Ok(moto)
     }
 
@@ -112,12 +129,24 @@ impl Moto {
         let n = self.next_account.fetch_add(1, Ordering::SeqCst);
         // Distinct per process too, so two test binaries sharing a server never collide.
         let id = format!("{:06}{:06}", std::process::id() % 1_000_000, n + 1);
-        self.iam(&id, &format!("Action=CreateUser&UserName={user}&Version=2010-05-08"))?;
-        let body = self.iam(&id, &format!("Action=CreateAccessKey&UserName={user}&Version=2010-05-08"))?;
-        let access_key_id = xml_field(&body, "AccessKeyId").ok_or("no AccessKeyId in CreateAccessKey")?;
+        self.iam(
+            &id,
+            &format!("Action=CreateUser&UserName={user}&Version=2010-05-08"),
+        )?;
+        let body = self.iam(
+            &id,
+            &format!("Action=CreateAccessKey&UserName={user}&Version=2010-05-08"),
+        )?;
+        let access_key_id =
+            xml_field(&body, "AccessKeyId").ok_or("no AccessKeyId in CreateAccessKey")?;
         let secret_access_key =
             xml_field(&body, "SecretAccessKey").ok_or("no SecretAccessKey in CreateAccessKey")?;
-        Ok(Account { id, user: user.to_string(), access_key_id, secret_access_key })
+        Ok(Account {
+            id,
+            user: user.to_string(),
+            access_key_id,
+            secret_access_key,
+        })
     }
 
     /// One IAM query-protocol call inside `account`; returns the response body.
@@ -131,24 +160,43 @@ impl Moto {
     }
 
     /// [`Moto::call`] in another region.
-    pub fn call_in(&self, account: &str, region: &str, service: &str, form: &str) -> Result<String, String> {
+    pub fn call_in(
+        &self,
+        account: &str,
+        region: &str,
+        service: &str,
+        form: &str,
+    ) -> Result<String, String> {
         let (status, body) = self.http(
             "POST",
             "/",
-            &[("Authorization", &auth_header_in(region, service)), ("x-moto-account-id", account)],
+            &[
+                ("Authorization", &auth_header_in(region, service)),
+                ("x-moto-account-id", account),
+            ],
             form,
         )?;
         if status != 200 {
-            return Err(format!("{service} call `{form}` failed with HTTP {status}: {body}"));
+            return Err(format!(
+                "{service} call `{form}` failed with HTTP {status}: {body}"
+            ));
         }
         Ok(body)
     }
 
     /// A plain HTTP/1.1 exchange with the server.
-    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<(u16, String), String> {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<(u16, String), String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.port,
@@ -171,7 +219,10 @@ impl Moto {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| format!("malformed HTTP response: {resp:.200}"))?;
-        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((status, body))
     }
 }
@@ -210,14 +261,20 @@ child.wait()
 
 /// `application/x-www-form-urlencoded` body from pairs.
 pub fn form(pairs: &[(&str, &str)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -225,7 +282,8 @@ fn encode(s: &str) -> String {
 }
 
 fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("failed to bind a loopback port: {e}"))?;
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("failed to bind a loopback port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
@@ -278,8 +336,12 @@ mod tests {
         let a = moto.new_account("alice").expect("account a");
         let b = moto.new_account("bob").expect("account b");
         assert_ne!(a.id, b.id);
-        let users_a = moto.iam(&a.id, "Action=ListUsers&Version=2010-05-08").unwrap();
-        let users_b = moto.iam(&b.id, "Action=ListUsers&Version=2010-05-08").unwrap();
+        let users_a = moto
+            .iam(&a.id, "Action=ListUsers&Version=2010-05-08")
+            .unwrap();
+        let users_b = moto
+            .iam(&b.id, "Action=ListUsers&Version=2010-05-08")
+            .unwrap();
         assert_eq!(xml_fields(&users_a, "UserName"), vec!["alice"]);
         assert_eq!(xml_fields(&users_b, "UserName"), vec!["bob"]);
     }
