@@ -264,3 +264,34 @@ impl World {
         xml_field(state, "name").expect("a state name")
     }
 }
+
+/// The user data in an EC2 `DescribeInstanceAttribute` (`Attribute=userData`) response,
+/// decoded (by coreutils' `base64`, independently of cgcloud).
+pub fn user_data_in(body: &str) -> String {
+    use std::io::Write as _;
+    let encoded = xml_field(body.split("<userData>").nth(1).unwrap_or_default(), "value")
+        .unwrap_or_else(|| panic!("no user data in: {body}"));
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("base64 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(encoded.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("base64 finishes");
+    assert!(out.status.success(), "base64 -d failed on {encoded}");
+    String::from_utf8(out.stdout).expect("user data is text")
+}
+
+/// `<type> <base64>` of an OpenSSH public key line (its comment dropped).
+pub fn key_part(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -174,22 +174,8 @@ fn core_sequence(role: &str) {
         ("InstanceId", &id),
         ("Attribute", "userData"),
     ]);
-    let encoded =
-        xml_field(body.split("<userData>").nth(1).unwrap_or_default(), "value").expect("user data");
     let user_data = c.home.path().join("user-data");
-    let decoded = run({
-        let mut cmd = Command::new("base64");
-        cmd.arg("-d").stdin(
-            std::fs::File::open({
-                let p = c.home.path().join("user-data.b64");
-                std::fs::write(&p, &encoded).unwrap();
-                p
-            })
-            .unwrap(),
-        );
-        cmd
-    });
-    std::fs::write(&user_data, &decoded.stdout).unwrap();
+    std::fs::write(&user_data, user_data_in(&body)).unwrap();
     assert_success(&c.run(&["rsync", role, user_data.to_str().unwrap(), ":user-data"]));
     let o = c.run(&["ssh", role, "cloud-init", "schema", "-c", "user-data"]);
     assert_success(&o);
@@ -481,11 +467,7 @@ fn an_image_of_an_agent_box_carries_no_user_data_and_the_box_goes_on_with_a_new_
     // It answers with a host key generated after the image was made: the one published.
     let o = c.run(&["ssh", role, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
     assert_success(&o);
-    let live = stdout(&o)
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let live = key_part(&stdout(&o));
     let body = c.ec2(&[
         ("Action", "DescribeTags"),
         ("Filter.1.Name", "resource-id"),

@@ -125,11 +125,7 @@ fn published_key(cloud: &LocalCloud, id: &str) -> String {
 /// A host key nobody's box has.
 fn stranger_key(dir: &std::path::Path) -> String {
     let k = ssh_keygen(dir, "stranger", "ed25519");
-    let text = std::fs::read_to_string(k.with_extension("pub")).unwrap();
-    text.split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
+    key_part(&std::fs::read_to_string(k.with_extension("pub")).unwrap())
 }
 
 #[track_caller]
@@ -178,11 +174,7 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
     // whose copies cloud-init kept are gone.
     let o = alice.run(&["ssh", ROLE, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
     assert_success(&o);
-    let live = stdout(&o)
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let live = key_part(&stdout(&o));
     assert_eq!(live, published);
     let body = ec2(
         &cloud,
@@ -192,9 +184,7 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
             ("Attribute", "userData"),
         ],
     );
-    let user_data =
-        xml_field(body.split("<userData>").nth(1).unwrap_or_default(), "value").expect("user data");
-    let user_data = String::from_utf8(base64_decode(&user_data)).unwrap();
+    let user_data = user_data_in(&body);
     let travelled = user_data
         .lines()
         .find(|l| l.contains("ed25519_public"))
@@ -329,15 +319,6 @@ fn a_teammate_reaches_the_box_with_a_verified_host_key_and_forgeries_are_refused
     assert_user_error(&o, "there is no key pair `alice`");
 
     assert_success(&alice.run(&["terminate", ROLE]));
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let o = run({
-        let mut c = std::process::Command::new("sh");
-        c.arg("-c").arg(format!("printf %s '{s}' | base64 -d"));
-        c
-    });
-    o.stdout
 }
 
 /// A box that publishes no host key and whose console shows none (moto's console is a fake boot

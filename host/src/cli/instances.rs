@@ -379,9 +379,9 @@ async fn prepare_for_image(
             if data.default_account != data.admin_account {
                 accounts.push(data.default_account.clone());
             }
-            crate::ops::agent::clear_for_image(&remote, id, &accounts).await?;
+            crate::ops::agent::clear_for_image(&remote, &accounts).await?;
         }
-        hostkeys::forget_user_data(&remote, id).await
+        hostkeys::forget_user_data(&remote).await
     }
     .await;
     remote.close().await;

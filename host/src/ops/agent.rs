@@ -322,18 +322,13 @@ pub async fn install(
         dropin = quote(cgcloud_agent::SSHD_DROP_IN),
         dropin_path = cgcloud_agent::SSHD_DROP_IN_PATH,
     );
-    let out = remote
-        .run_with_stdin(
-            &format!("sudo -n sh -c {}", quote(&script)),
+    remote
+        .run_as_root(
+            &script,
             Some(unit.stdout.as_bytes()),
+            "install the cgcloud-agent service",
         )
         .await?;
-    if out.status != 0 {
-        bail_user!(
-            "{}",
-            failure(instance_id, "install the cgcloud-agent service", &out)
-        );
-    }
     ctx.shell.info(format!(
         "{instance_id}: the agent keeps the SSH keys of {} in sync",
         accounts.join(", ")
@@ -406,30 +401,16 @@ pub async fn hand_over_launch_key(
          chmod --reference=\"$f\" -- \"$t\"; mv -f -- \"$t\" \"$f\"; trap - EXIT",
         data = quote(data)
     );
-    let out = remote
-        .run(&format!("sudo -n sh -c {}", quote(&script)))
+    remote
+        .run_as_root(&script, None, "take the launch key out of authorized_keys")
         .await?;
-    if out.status != 0 {
-        bail_user!(
-            "{}",
-            failure(
-                instance_id,
-                "take the launch key out of authorized_keys",
-                &out
-            )
-        );
-    }
     Ok(())
 }
 
 /// Stops the agent and empties the key files it manages, so that an image of the box carries
 /// no personal keys (boxes made from it get theirs from their own agent). The agent starts
 /// again with the box.
-pub async fn clear_for_image(
-    remote: &Remote,
-    instance_id: &str,
-    accounts: &[String],
-) -> Result<()> {
+pub async fn clear_for_image(remote: &Remote, accounts: &[String]) -> Result<()> {
     let mut script = String::from("set -e; systemctl stop cgcloud-agent.service");
     for a in accounts {
         let f = format!(
@@ -439,19 +420,13 @@ pub async fn clear_for_image(
         );
         script.push_str(&format!("; if [ -f \"{f}\" ]; then : > \"{f}\"; fi"));
     }
-    let out = remote
-        .run(&format!("sudo -n sh -c {}", quote(&script)))
+    remote
+        .run_as_root(
+            &script,
+            None,
+            "clear the agent's key files before the image",
+        )
         .await?;
-    if out.status != 0 {
-        bail_user!(
-            "{}",
-            failure(
-                instance_id,
-                "clear the agent's key files before the image",
-                &out
-            )
-        );
-    }
     Ok(())
 }
 

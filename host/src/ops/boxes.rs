@@ -642,15 +642,17 @@ fn agent_accounts(data: &RoleData) -> Vec<String> {
     accounts
 }
 
-/// The launch key pair's public key (`<type> <base64>`).
-async fn launch_key(ctx: &Context, p: &Plan) -> Result<String> {
+/// Hands the launch key over from the admin account's `authorized_keys` to the agent's file
+/// (`agent::hand_over_launch_key`), with the launch key pair's public key as EC2 has it.
+async fn hand_over_launch_key(ctx: &Context, remote: &Remote, id: &str, p: &Plan) -> Result<()> {
     let name = &p.keypairs[0];
-    aws::key_pair(&ctx.aws.ec2(), name)
+    let key = aws::key_pair(&ctx.aws.ec2(), name)
         .await?
         .and_then(|k| k.public_key().map(|s| s.trim().to_string()))
         .ok_or_else(|| {
             user_error!("EC2 no longer has the public key of the launch key pair `{name}`")
-        })
+        })?;
+    super::agent::hand_over_launch_key(ctx, remote, id, &p.data.admin_account, &key).await
 }
 
 /// The public keys of key pairs 2…n, installed once at first boot.
@@ -726,21 +728,14 @@ async fn provision(
         })
         .await?;
         if !p.data.init_commands.is_empty() {
-            install_init_commands(&remote, id, &p.data.init_commands).await?;
+            install_init_commands(&remote, &p.data.init_commands).await?;
         }
         if p.enable_agent {
             let accounts = agent_accounts(&p.data);
             if let Some(agent) = &p.agent {
                 super::agent::install(ctx, &remote, id, agent, &p.globs, &accounts).await?;
             }
-            super::agent::hand_over_launch_key(
-                ctx,
-                &remote,
-                id,
-                &p.data.admin_account,
-                &launch_key(ctx, p).await?,
-            )
-            .await?;
+            hand_over_launch_key(ctx, &remote, id, p).await?;
         }
         t = phases.record("setup", t);
         if opts.upgrade {
@@ -761,20 +756,13 @@ async fn provision(
     }
     if opts.from_image.is_some() && p.enable_agent {
         // A box from an image: its agent (from the image) takes over this instance's launch key.
-        super::agent::hand_over_launch_key(
-            ctx,
-            &remote,
-            id,
-            &p.data.admin_account,
-            &launch_key(ctx, p).await?,
-        )
-        .await?;
+        hand_over_launch_key(ctx, &remote, id, p).await?;
     }
     if opts.create_image {
         if p.enable_agent {
-            super::agent::clear_for_image(&remote, id, &agent_accounts(&p.data)).await?;
+            super::agent::clear_for_image(&remote, &agent_accounts(&p.data)).await?;
         }
-        super::hostkeys::forget_user_data(&remote, id).await?;
+        super::hostkeys::forget_user_data(&remote).await?;
     }
     if let Ok(r) = Arc::try_unwrap(remote) {
         r.close().await;
@@ -811,7 +799,7 @@ async fn provision(
 
 /// The role's boot-time commands, run at the end of every boot by a oneshot systemd unit
 /// (the original appended them to rc.local); each must tolerate `set -e`.
-async fn install_init_commands(remote: &Remote, id: &str, commands: &[String]) -> Result<()> {
+async fn install_init_commands(remote: &Remote, commands: &[String]) -> Result<()> {
     let mut script = String::from(
         "#!/bin/sh\n# Boot-time commands of the box's role, written by cgcloud.\nset -e\n",
     );
@@ -829,18 +817,9 @@ async fn install_init_commands(remote: &Remote, id: &str, commands: &[String]) -
         script = crate::ssh::remote::quote(&script),
         unit = crate::ssh::remote::quote(unit),
     );
-    let out = remote
-        .run(&format!(
-            "sudo -n sh -c {}",
-            crate::ssh::remote::quote(&install)
-        ))
+    remote
+        .run_as_root(&install, None, "install the role's boot-time commands")
         .await?;
-    if out.status != 0 {
-        bail_user!(
-            "{}",
-            crate::ssh::remote::failure(id, "install the role's boot-time commands", &out)
-        );
-    }
     Ok(())
 }
 

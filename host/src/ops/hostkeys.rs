@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{Instance, Tag};
 use crate::aws::{self, AwsResultExt};
 use crate::ctx::Context;
 use crate::errors::Result;
-use crate::ssh::remote::{failure, quote, Remote};
+use crate::ssh::remote::{quote, Remote};
 use crate::ssh::{known_hosts, SshSettings};
 use crate::{bail_user, user_error};
 
@@ -114,19 +114,14 @@ pub const IMAGE_READY_TAG: &str = "cgcloud:image-ready";
 
 /// Removes cloud-init's copies of the user data (cloud-init writes them again at each boot that
 /// fetches the user data anew), e.g. right before an image is made.
-pub async fn forget_user_data(remote: &Remote, id: &str) -> Result<()> {
-    let out = remote
-        .run(&format!(
-            "sudo -n sh -c {}",
-            quote(&format!("rm -f -- {CLOUD_INIT_USER_DATA}"))
-        ))
+pub async fn forget_user_data(remote: &Remote) -> Result<()> {
+    remote
+        .run_as_root(
+            &format!("rm -f -- {CLOUD_INIT_USER_DATA}"),
+            None,
+            "remove cloud-init's copies of the user data",
+        )
         .await?;
-    if out.status != 0 {
-        bail_user!(
-            "{}",
-            failure(id, "remove cloud-init's copies of the user data", &out)
-        );
-    }
     Ok(())
 }
 
@@ -137,11 +132,8 @@ pub async fn rotate(ctx: &Context, ssh: &SshSettings, remote: &Remote, id: &str)
     let generate = "set -e; umask 077; d=$(mktemp -d /etc/ssh/.cgcloud-hostkey.XXXXXXXX); \
                     ssh-keygen -q -t ed25519 -N '' -C '' -f \"$d/key\"; echo \"$d\"; cat -- \"$d/key.pub\"";
     let out = remote
-        .run(&format!("sudo -n sh -c {}", quote(generate)))
+        .run_as_root(generate, None, "generate a new SSH host key")
         .await?;
-    if out.status != 0 {
-        bail_user!("{}", failure(id, "generate a new SSH host key", &out));
-    }
     let mut lines = out.stdout.lines();
     let (Some(dir), Some(public)) = (lines.next(), lines.next()) else {
         bail_user!("generating a new SSH host key on `{id}` printed no key");
@@ -173,12 +165,9 @@ pub async fn rotate(ctx: &Context, ssh: &SshSettings, remote: &Remote, id: &str)
          systemctl reload ssh.service 2>/dev/null || systemctl reload sshd.service",
         d = quote(&dir)
     );
-    let out = remote
-        .run(&format!("sudo -n sh -c {}", quote(&install)))
+    remote
+        .run_as_root(&install, None, "install the new SSH host key")
         .await?;
-    if out.status != 0 {
-        bail_user!("{}", failure(id, "install the new SSH host key", &out));
-    }
     ctx.shell.debug(format!(
         "{id}: new host key {}",
         cgcloud_common::keys::openssh_fingerprint(&key)

@@ -184,6 +184,24 @@ impl Remote {
         })
     }
 
+    /// Runs the shell script `script` as root (`sudo -n sh -c`), with `input` on its standard
+    /// input. A non-zero exit is an error saying what failed (`what`), on which box, with the
+    /// status and stderr ([`failure`]).
+    pub async fn run_as_root(
+        &self,
+        script: &str,
+        input: Option<&[u8]>,
+        what: &str,
+    ) -> Result<CmdOutput> {
+        let out = self
+            .run_with_stdin(&format!("sudo -n sh -c {}", quote(script)), input)
+            .await?;
+        if out.status != 0 {
+            bail_user!("{}", failure(&self.target.instance_id, what, &out));
+        }
+        Ok(out)
+    }
+
     /// Closes the master connection.
     pub async fn close(self) {
         if let Ok(session) = Arc::try_unwrap(self.session) {
