@@ -129,8 +129,15 @@ fn token_valid(instance: &str, token: Option<&str>) -> bool {
     matches!(all.get(token), Some((i, until)) if i == instance && *until > Instant::now())
 }
 
-/// True when the instance was launched with `HttpTokens=required` (IMDSv1 off).
+/// True when the instance was launched with `HttpTokens=required` (IMDSv1 off). Fails closed:
+/// when moto cannot say, a token is required.
 fn tokens_required(cloud: &Cloud, inst: &Instance) -> bool {
+    metadata_option(cloud, inst, "httpTokens").map_or(true, |v| v.as_deref() == Some("required"))
+}
+
+/// One of the instance's metadata options as moto reports it (`httpTokens`,
+/// `instanceMetadataTags`, …); `Err` when moto did not answer.
+fn metadata_option(cloud: &Cloud, inst: &Instance, field: &str) -> Result<Option<String>, ()> {
     cloud
         .moto()
         .ec2(
@@ -141,9 +148,8 @@ fn tokens_required(cloud: &Cloud, inst: &Instance) -> bool {
                 inst.id
             ),
         )
-        .map(|b| xml_field(&b, "httpTokens").as_deref() == Some("required"))
-        // Fail closed: when moto cannot say, a token is required.
-        .unwrap_or(true)
+        .map(|b| xml_field(&b, field))
+        .map_err(|_| ())
 }
 
 fn answer(cloud: &Cloud, inst: &Instance, path: &str) -> (u16, &'static str, String) {
@@ -307,16 +313,6 @@ fn credentials(cloud: &Cloud, inst: &Instance, asked: &str) -> Option<String> {
 
 /// True when the instance allows tags in its metadata (`InstanceMetadataTags=enabled`).
 fn tags_enabled(cloud: &Cloud, inst: &Instance) -> bool {
-    cloud
-        .moto()
-        .ec2(
-            &inst.owner_id,
-            &inst.region_name,
-            &format!(
-                "Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}",
-                inst.id
-            ),
-        )
-        .map(|b| xml_field(&b, "instanceMetadataTags").as_deref() == Some("enabled"))
-        .unwrap_or(false)
+    metadata_option(cloud, inst, "instanceMetadataTags")
+        .is_ok_and(|v| v.as_deref() == Some("enabled"))
 }
