@@ -18,6 +18,9 @@ pub struct RoleView {
     pub summary: RoleSummary,
     pub image_prefix: String,
     pub options: Vec<cgcloud_plugin_api::RoleOption>,
+    /// Why the role cannot be used (one of its declared-data hooks failed); `None` if it can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 pub struct Roles {
@@ -64,18 +67,25 @@ impl Roles {
         Ok(Roles { registry })
     }
 
-    /// Every role with its declared options.
-    pub fn list(&self) -> Result<Vec<RoleView>> {
+    /// Every role with its declared options. A role whose declared-data hooks fail is listed
+    /// with the problem, so that one broken role does not hide the others.
+    pub fn list(&self) -> Vec<RoleView> {
         self.registry
             .roles()
             .into_iter()
-            .map(|summary| {
-                let data = self.declared(&summary.qualified)?;
-                Ok(RoleView {
+            .map(|summary| match self.declared(&summary.qualified) {
+                Ok(data) => RoleView {
                     image_prefix: data.image_name_prefix,
                     options: data.options,
+                    problem: None,
                     summary,
-                })
+                },
+                Err(e) => RoleView {
+                    image_prefix: String::new(),
+                    options: Vec::new(),
+                    problem: Some(crate::errors::one_line(&e)),
+                    summary,
+                },
             })
             .collect()
     }

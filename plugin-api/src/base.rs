@@ -22,6 +22,10 @@ pub fn options(_cx: &Cx<'_>) -> Result<Vec<RoleOption>> {
     Ok(Vec::new())
 }
 
+pub fn validate_options(_cx: &Cx<'_>) -> Result<()> {
+    Ok(())
+}
+
 pub fn recommended_instance_type(_cx: &Cx<'_>) -> Result<String> {
     Ok("t3.micro".into())
 }

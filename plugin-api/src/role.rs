@@ -7,11 +7,14 @@
 //! keep working (the host falls back to the parent and then the base default for them), and
 //! plugins built after still load in older hosts (which never call the new hook).
 //!
-//! Call order during `cgcloud create` (the host drives it): declared data and launch-time
-//! hooks while preparing; `on_instance_running` once the instance runs; `on_instance_ready`
-//! once SSH answers and cloud-init finished; then the set-up phases `setup_package_repos`,
-//! `sync_package_repos`, `pre_install_packages`, `package_substitutions` + `packages` →
-//! `install_packages`, `post_install_packages`, and with `--upgrade` `upgrade_packages`.
+//! Call order during `cgcloud create` (the host drives it): declared data, `validate_options`
+//! and launch-time hooks while preparing (offline, before anything is launched);
+//! `on_instance_running` once the instance runs; `on_instance_ready` once SSH answers and
+//! cloud-init finished; then the set-up phases `setup_package_repos`, `sync_package_repos`,
+//! `pre_install_packages`, `package_substitutions` + `packages` → `install_packages`,
+//! `post_install_packages`, and with `--upgrade` `upgrade_packages`. Every later boot of the
+//! box (`start`, `reboot`, the reboot after `--upgrade`, the restart after `--image`) runs
+//! `on_instance_running` and `on_instance_ready` again with `first_boot` false.
 
 use crate::cx::Cx;
 use crate::error::{Result, RoleError};
@@ -115,52 +118,83 @@ macro_rules! hooks {
 }
 
 hooks! {
-    // --- Identity and declared data (called while preparing; no box yet) ---
+    // --- Identity and declared data ---
+    //
+    // Declared-data hooks are pure: cgcloud calls them offline (no box exists; `cx.run` and
+    // the other remote calls fail), as often as it needs (`list-roles`, `list-options`,
+    // `create --plan`, every command that binds a box, image hashes), and expects the same
+    // answer each time for the same options. An error makes the role unusable: commands that
+    // need the role stop with it, and `list-roles` lists the role as broken with the reason.
 
-    /// The options this role accepts (`-O NAME=VALUE`). Default: the parent's; base: none.
+    /// The options this role accepts (`-O NAME=VALUE`). Declared data: pure, offline, called
+    /// any number of times. Default: the parent's; base: none.
     fn options() -> Vec<RoleOption>;
-    /// The instance type used when `-t` is not given. Base: `t3.micro`.
+    /// Checks the role options' values (defaults applied, `cx.option`) before anything is
+    /// launched: `create`, `recreate` and `create --plan` call it after the host checked names
+    /// and kinds, and an error stops the command with its message before any AWS resource is
+    /// made. Pure and offline, like declared data. Base: accepts anything.
+    fn validate_options() -> ();
+    /// The instance type used when `-t` is not given. Declared data. Base: `t3.micro`.
     fn recommended_instance_type() -> String;
-    /// Supported virtualization types, preferred first. Base: `[hvm]`.
+    /// Supported virtualization types, preferred first. Declared data. Base: `[hvm]`.
     fn virtualization_types() -> Vec<Virtualization>;
-    /// Supported architectures, preferred first. Base: `[x86_64]`.
+    /// Supported architectures, preferred first. Declared data. Base: `[x86_64]`.
     fn architectures() -> Vec<Arch>;
-    /// The account with passwordless sudo that cgcloud provisions through. Base: an error
-    /// (extend a built-in role, which sets it).
+    /// The account with passwordless sudo that cgcloud provisions through. Declared data.
+    /// Base: an error (extend a built-in role, which sets it).
     fn admin_account() -> String;
-    /// The account `cgcloud ssh` logs into. Base: the most derived role's admin account.
+    /// The account `cgcloud ssh` logs into. Declared data. Base: the most derived role's admin
+    /// account.
     fn default_account() -> String;
-    /// How to find the base image: owner account plus name pattern. Base: an error.
+    /// How to find the base image: owner account plus name pattern. Declared data. Base: an
+    /// error.
     fn base_image() -> BaseImageQuery;
-    /// Ingress rules of the role's security group. Base: SSH from the configured clients and
-    /// ICMP "fragmentation needed" from anywhere.
+    /// Ingress rules of the role's security group. Declared data. Base: SSH from the
+    /// configured clients and ICMP "fragmentation needed" from anywhere.
     fn security_group_rules() -> Vec<SecurityGroupRule>;
     /// The features contributing to the role's IAM role, in order; they name the IAM role
-    /// (`cgcloud--feature--…`, hashed). Base: none.
+    /// (`cgcloud--feature--…`, hashed). Declared data. Base: none.
     fn iam_role_features() -> Vec<String>;
-    /// Inline policies of the role's instance profile. Base: none.
+    /// Inline policies of the role's instance profile. Declared data. Base: none.
     fn iam_policies() -> Vec<IamPolicy>;
-    /// The prefix of the names of images made from boxes of this role. Base: the role's name.
+    /// The prefix of the names of images made from boxes of this role. Declared data. Base:
+    /// the role's name.
     fn image_name_prefix() -> String;
-    /// Declared features, e.g. `apt`, `systemd`, `cloud-init`. Base: none.
+    /// Declared features, e.g. `apt`, `systemd`, `cloud-init`. Declared data. Base: none.
     fn features() -> Vec<String>;
 
-    // --- Launch-time contributions ---
+    // --- Launch-time contributions (declared data too: pure, offline) ---
 
-    /// Block devices besides the root volume. Base: none.
+    /// Block devices besides the root volume. Declared data. Base: none.
     fn block_devices() -> Vec<BlockDevice>;
-    /// Cloud-config contributions merged into the user data. Base: empty.
+    /// Cloud-config contributions merged into the user data. Declared data. Base: empty.
     fn cloud_config() -> CloudConfig;
-    /// Shell commands run at the end of every boot; must tolerate `set -e`. Base: none.
+    /// Shell commands the box runs at the end of every boot (a systemd unit that `create`
+    /// installs); each must tolerate `set -e`. Declared data. Base: none.
     fn init_commands() -> Vec<String>;
 
-    // --- Remote hooks (a box exists; `cx.run`/`cx.sudo` reach it) ---
+    // --- Boot hooks: once per boot of a box, in every command that boots one ---
 
-    /// Runs once per boot after the instance reached `running`, before SSH is tried.
+    /// Runs once per boot, in every command that boots a box (`create`, `recreate`, `start`,
+    /// `reboot`, the reboot after `create --upgrade`, the restart after `create --image`),
+    /// after EC2 reports the instance `running` and before SSH is tried. `first_boot` is true
+    /// only on the instance's first boot (`create`, `recreate`). The box cannot be reached
+    /// yet: `cx.run`, `cx.sudo` and the file calls fail; logging and options work. An error
+    /// stops the command; in `create` the instance is then terminated unless `-N`.
     /// Base: nothing.
     fn on_instance_running(first_boot: bool) -> ();
-    /// Runs once per boot after SSH answers and cloud-init finished. Base: nothing.
+    /// Runs once per boot, in the same commands as `on_instance_running`, after SSH answers
+    /// (the host key verified) and cloud-init finished, before anything else cgcloud does on
+    /// the box. The box is reachable: `cx.run`, `cx.sudo` and the file calls work. `first_boot`
+    /// as for `on_instance_running`. An error stops the command; in `create` the instance is
+    /// then terminated unless `-N`. Base: nothing.
     fn on_instance_ready(first_boot: bool) -> ();
+
+    // --- Set-up phases: once per box, in `create` after the first `on_instance_ready` ---
+    //
+    // The box is reachable. Not run by `recreate` (the image has them done). An error stops
+    // `create`, naming the plugin, role and hook, and terminates the instance unless `-N`.
+
     /// Set-up phase 1: add package repositories. Base: nothing.
     fn setup_package_repos() -> ();
     /// Set-up phase 2: refresh the package index. Base: nothing.
@@ -168,16 +202,20 @@ hooks! {
     /// Set-up phase 3: anything needed before packages are installed (users, debconf).
     /// Base: nothing.
     fn pre_install_packages() -> ();
-    /// Set-up phase 4a: package substitutions, applied transitively. Base: none.
+    /// Set-up phase 4a: package substitutions, applied transitively. Also read as declared
+    /// data (`create --plan`), so pure. Base: none.
     fn package_substitutions() -> Vec<Substitution>;
-    /// Set-up phase 4b: the packages to install. Base: none.
+    /// Set-up phase 4b: the packages to install. Also read as declared data, so pure.
+    /// Base: none.
     fn packages() -> Vec<String>;
     /// Set-up phase 5: install the (substituted) packages. Base: an error unless the list is
     /// empty (a role needs a package-manager feature to install anything).
     fn install_packages(packages: Vec<String>) -> ();
     /// Set-up phase 6: the role's main work, after packages are installed. Base: nothing.
     fn post_install_packages() -> ();
-    /// Set-up phase 7, only with `--upgrade`: upgrade installed packages. Base: an error.
+    /// Set-up phase 7, only with `create --upgrade`: upgrade installed packages; the box is
+    /// then rebooted (a boot: the boot hooks run again with `first_boot` false).
+    /// Base: an error.
     fn upgrade_packages() -> ();
 }
 

@@ -25,7 +25,7 @@ use crate::abi::{instantiate_local, OwnedRole};
 use crate::export::RoleDef;
 use crate::host::{run_setup, Invoker, Services};
 use crate::proto::{CmdOutput, Level};
-use crate::role::Hooks;
+use crate::role::{Caller, Hooks};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -138,6 +138,61 @@ impl Services for FakeHost {
 pub struct TestRole {
     chain: Vec<OwnedRole>,
     name: String,
+    /// The declared defaults of the role's options, which cgcloud supplies when no value is
+    /// given.
+    defaults: BTreeMap<String, String>,
+}
+
+/// What a [`TestRole`]'s hooks run with: the test's host, with the role's option defaults
+/// filled in as cgcloud fills them in.
+struct WithDefaults<'a> {
+    host: &'a dyn Services,
+    defaults: &'a BTreeMap<String, String>,
+}
+
+impl Services for WithDefaults<'_> {
+    fn run(&self, command: &str) -> Result<CmdOutput, String> {
+        self.host.run(command)
+    }
+    fn sudo(&self, command: &str, user: Option<&str>) -> Result<CmdOutput, String> {
+        self.host.sudo(command, user)
+    }
+    fn put_file(&self, path: &str, data: &[u8], mode: u32, sudo: bool) -> Result<(), String> {
+        self.host.put_file(path, data, mode, sudo)
+    }
+    fn get_file(&self, path: &str, sudo: bool) -> Result<Vec<u8>, String> {
+        self.host.get_file(path, sudo)
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.host.log(level, message)
+    }
+    fn option(&self, name: &str) -> Option<String> {
+        self.host
+            .option(name)
+            .or_else(|| self.defaults.get(name).cloned())
+    }
+    fn is_cancelled(&self) -> bool {
+        self.host.is_cancelled()
+    }
+    fn hook_started(&self, hook: &str) {
+        self.host.hook_started(hook)
+    }
+    fn hook_finished(&self, hook: &str) {
+        self.host.hook_finished(hook)
+    }
+}
+
+/// Calls a [`TestRole`]'s hooks (see [`TestRole::hooks`]).
+pub struct TestCaller<'a> {
+    chain: &'a [OwnedRole],
+    services: WithDefaults<'a>,
+    role: &'a str,
+}
+
+impl Caller for TestCaller<'_> {
+    fn call_json(&self, hook: &str, args: Vec<u8>) -> crate::Result<Vec<u8>> {
+        Invoker::new(self.chain, &self.services, self.role).call_json(hook, args)
+    }
 }
 
 impl TestRole {
@@ -149,15 +204,34 @@ impl TestRole {
             built.push(child);
         }
         built.reverse();
+        // The declared options, read as cgcloud reads them: offline, before any box exists.
+        let defaults = Invoker::hooks(&built, &FakeHost::new(), &role.name)
+            .options()
+            .map(|options| {
+                options
+                    .into_iter()
+                    .filter_map(|o| o.default.map(|d| (o.name, d)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             chain: built,
             name: role.name.clone(),
+            defaults,
         }
     }
 
-    /// The role's hooks, run against `host`.
-    pub fn hooks<'a>(&'a self, host: &'a dyn Services) -> Hooks<Invoker<'a>> {
-        Invoker::hooks(&self.chain, host, &self.name)
+    /// The role's hooks, run against `host`. As in cgcloud, an option the host has no value
+    /// for has its declared default.
+    pub fn hooks<'a>(&'a self, host: &'a dyn Services) -> Hooks<TestCaller<'a>> {
+        Hooks(TestCaller {
+            chain: &self.chain,
+            services: WithDefaults {
+                host,
+                defaults: &self.defaults,
+            },
+            role: &self.name,
+        })
     }
 
     /// Runs the whole set-up template against `host`.
@@ -291,6 +365,44 @@ mod tests {
         let e = role.setup(&host, false).expect_err("cancelled");
         assert_eq!(e.kind, ErrorKind::Cancelled);
         assert!(host.commands().is_empty());
+    }
+
+    #[derive(Default)]
+    struct WithOption;
+    impl Role for WithOption {
+        fn options(&self, _cx: &Cx) -> Result<Vec<RoleOption>> {
+            Ok(vec![
+                RoleOption::string("title", "t").with_default("cgcloud"),
+                RoleOption::string("plain", "p"),
+            ])
+        }
+        fn post_install_packages(&self, cx: &Cx) -> Result<()> {
+            cx.info(&format!(
+                "title={:?} plain={:?}",
+                cx.option("title")?,
+                cx.option("plain")?
+            ));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn options_have_their_declared_defaults_as_in_cgcloud() {
+        let role = TestRole::new(&RoleDef::new::<WithOption>("o-box", "o"), &[]);
+        let host = FakeHost::new();
+        role.hooks(&host).post_install_packages().expect("runs");
+        let given = FakeHost::new().with_option("title", "mine");
+        role.hooks(&given).post_install_packages().expect("runs");
+        assert_eq!(
+            [host.logs(), given.logs()].concat(),
+            [
+                (
+                    Level::Info,
+                    r#"title=Some("cgcloud") plain=None"#.to_string()
+                ),
+                (Level::Info, r#"title=Some("mine") plain=None"#.to_string()),
+            ]
+        );
     }
 
     #[test]

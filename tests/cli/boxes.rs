@@ -103,8 +103,8 @@ fn created(o: &Output) -> Value {
     serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
 }
 
-/// A fixture plugin of the CLI tests, built once per run.
-fn fixture_plugin(name: &str) -> PathBuf {
+/// A fixture plugin of the CLI tests (`tests/cli/fixtures`), all built once per run.
+pub fn fixture_plugin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let target = BUILT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -112,11 +112,11 @@ fn fixture_plugin(name: &str) -> PathBuf {
             .unwrap()
             .to_path_buf();
         let target = root.join("target/plugin-fixtures/cli");
-        let manifest = root.join("tests/cli/fixtures/setup-panics/Cargo.toml");
+        let manifest = root.join("tests/cli/fixtures/Cargo.toml");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let o = run({
             let mut c = Command::new(cargo);
-            c.args(["build", "--quiet", "--manifest-path"])
+            c.args(["build", "--quiet", "--workspace", "--manifest-path"])
                 .arg(&manifest)
                 .arg("--target-dir")
                 .arg(&target);
@@ -380,6 +380,106 @@ fn a_setup_failure_terminates_the_instance_unless_never_terminate() {
         "/var/tmp/setup-reached-post-install",
     ]);
     assert_eq!(o.status.code(), Some(0), "the kept box can be inspected");
+}
+
+/// The `hook-record:` lines a run of cgcloud logged for the hook-recorder fixture, in order,
+/// without the boot IDs; and the boot IDs `on_instance_ready` saw.
+fn hook_records(o: &Output) -> (Vec<String>, Vec<String>) {
+    let mut hooks = Vec::new();
+    let mut boots = Vec::new();
+    for line in stderr(o).lines() {
+        let Some((_, record)) = line.split_once("hook-record: ") else {
+            continue;
+        };
+        let mut words = Vec::new();
+        for word in record.split_whitespace() {
+            match word.strip_prefix("boot=") {
+                Some(id) => boots.push(id.to_string()),
+                None => words.push(word),
+            }
+        }
+        hooks.push(words.join(" "));
+    }
+    (hooks, boots)
+}
+
+#[test]
+fn box_hooks_run_on_every_boot_with_first_boot_only_on_the_first() {
+    let c = Cloud::start();
+    let plugin = fixture_plugin("hook-recorder");
+    let p = plugin.to_str().unwrap();
+    let role = "hook-recorder-box";
+    let first = |b: bool| {
+        vec![
+            format!("on_instance_running first_boot={b} box=unreachable"),
+            format!("on_instance_ready first_boot={b}"),
+        ]
+    };
+    let setup: Vec<String> = [
+        "setup_package_repos",
+        "sync_package_repos",
+        "pre_install_packages",
+        "install_packages",
+        "post_install_packages",
+        "upgrade_packages",
+    ]
+    .map(String::from)
+    .to_vec();
+
+    // create with --upgrade and --create-image: the first boot, the set-up, the reboot after the
+    // upgrade, and the restart after the image.
+    let o = c.run(&[
+        "--plugin",
+        p,
+        "create",
+        role,
+        "-U",
+        "-I",
+        "--no-agent",
+        "--json",
+    ]);
+    let made = created(&o);
+    let (hooks, boots) = hook_records(&o);
+    let want: Vec<String> = [first(true), setup, first(false), first(false)].concat();
+    assert_eq!(hooks, want, "create -U -I");
+    assert_eq!(boots.len(), 3);
+    assert!(
+        boots[0] != boots[1] && boots[1] != boots[2] && boots[0] != boots[2],
+        "three different boots: {boots:?}"
+    );
+
+    // stop and start: no hook while stopping; one boot, not the first.
+    let o = c.run(&["--plugin", p, "stop", role]);
+    assert_success(&o);
+    assert_eq!(hook_records(&o).0, Vec::<String>::new(), "stop");
+    let o = c.run(&["--plugin", p, "start", role]);
+    assert_success(&o);
+    let (hooks, start_boots) = hook_records(&o);
+    assert_eq!(hooks, first(false), "start");
+    assert!(!boots.contains(&start_boots[0]), "a new boot");
+
+    // reboot: one boot, not the first.
+    let o = c.run(&["--plugin", p, "reboot", role]);
+    assert_success(&o);
+    let (hooks, reboot_boots) = hook_records(&o);
+    assert_eq!(hooks, first(false), "reboot");
+    assert_ne!(reboot_boots, start_boots, "a new boot");
+
+    // An image of a stopped box boots nothing; a box recreated from it boots for the first
+    // time, without the set-up phases (its image has them done).
+    assert_success(&c.run(&["--plugin", p, "stop", role]));
+    let o = c.run(&["--plugin", p, "image", role]);
+    assert_success(&o);
+    assert_eq!(hook_records(&o).0, Vec::<String>::new(), "image");
+    let o = c.run(&["--plugin", p, "recreate", role, "--json"]);
+    let again = created(&o);
+    assert_ne!(again["instance_id"], made["instance_id"]);
+    assert_eq!(hook_records(&o).0, first(true), "recreate");
+
+    for id in [&made["instance_id"], &again["instance_id"]] {
+        let id = id.as_str().unwrap();
+        assert_success(&c.run(&["--plugin", p, "terminate", role, "--instance-id", id]));
+    }
 }
 
 #[test]

@@ -276,3 +276,60 @@ fn the_same_plugin_twice_is_reported_and_loaded_once() {
     assert_eq!(stdout(&o).matches("example-web-box").count(), 1);
     assert!(stderr(&o).contains("WARNING:"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_role_whose_declared_data_fails_is_listed_as_broken_and_the_others_still_work() {
+    let home = tempfile::tempdir().unwrap();
+    let lib = crate::boxes::fixture_plugin("hook-recorder");
+    let lib = lib.to_str().unwrap();
+    let o = cg(home.path(), &["--plugin", lib, "list-roles"]);
+    assert_success(&o);
+    let text = stdout(&o);
+    let line = |role: &str| {
+        text.lines()
+            .find(|l| l.starts_with(role))
+            .unwrap_or_else(|| panic!("{role} is listed: {text}"))
+            .to_string()
+    };
+    assert!(line("broken-box").contains("BROKEN"), "{text}");
+    assert!(
+        line("broken-box").contains("this role is broken on purpose"),
+        "{text}"
+    );
+    assert!(
+        line("hook-recorder-box").contains("Records its box hooks"),
+        "{text}"
+    );
+    assert!(
+        !line("generic-debian-bookworm-box").contains("BROKEN"),
+        "{text}"
+    );
+
+    let o = cg(home.path(), &["--plugin", lib, "list-roles", "--json"]);
+    assert_success(&o);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let by_name = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {list}"))
+            .clone()
+    };
+    assert!(by_name("broken-box")["problem"]
+        .as_str()
+        .is_some_and(|p| p.contains("`options`") && p.contains("broken on purpose")));
+    assert!(by_name("hook-recorder-box").get("problem").is_none());
+
+    // Using the broken role is one clear error; other roles of the plugin still work.
+    let o = cg(
+        home.path(),
+        &["--plugin", lib, "list-options", "broken-box"],
+    );
+    assert_user_error(&o, "broken on purpose");
+    let o = cg(
+        home.path(),
+        &["--plugin", lib, "list-options", "hook-recorder-box"],
+    );
+    assert_success(&o);
+}

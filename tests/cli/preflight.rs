@@ -317,3 +317,51 @@ fn the_shipped_agent_is_small_and_runs_on_glibc_2_34() {
         "{agent}"
     );
 }
+
+#[test]
+fn a_role_checks_its_option_values_before_anything_is_launched() {
+    let p = Person::new("carol");
+    p.put_agent("x86_64", &release_agent());
+    let plugin = cgcloud_bin().with_file_name("libexample_roles.so");
+    let plugin = plugin.to_str().unwrap();
+    for plan_only in [false, true] {
+        let mut args = vec![
+            "--plugin",
+            plugin,
+            "create",
+            "example-web-box",
+            "-O",
+            "site_title=<script>",
+        ];
+        if plan_only {
+            args.push("--plan");
+        }
+        let o = p.run(&args, &[]);
+        assert_user_error(&o, "failed in hook `validate_options`");
+        assert!(
+            stderr(&o).contains("option `site_title` must be 1 to 100 characters"),
+            "{}",
+            stderr(&o)
+        );
+        p.assert_nothing_made();
+    }
+    // A good value (and the default) passes the same check.
+    let o = p.run(
+        &[
+            "--plugin",
+            plugin,
+            "create",
+            "example-web-box",
+            "-O",
+            "site_title=Hi",
+            "--plan",
+        ],
+        &[],
+    );
+    assert_eq!(plan(&o)["options"]["site_title"], "Hi");
+    let o = p.run(
+        &["--plugin", plugin, "create", "example-web-box", "--plan"],
+        &[],
+    );
+    assert_eq!(plan(&o)["options"]["site_title"], "cgcloud");
+}

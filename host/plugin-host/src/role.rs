@@ -208,6 +208,13 @@ impl RoleHandle {
         Ok(hex::encode(sha2::Sha256::digest(&json)))
     }
 
+    /// Runs `validate_options` (offline, with the options of the box about to be made).
+    pub fn validate_options(&self, services: &dyn HostServices) -> Result<(), HookError> {
+        self.hooks(services)
+            .validate_options()
+            .map_err(|e| self.error("validate_options", e))
+    }
+
     /// Runs `on_instance_running`.
     pub fn on_instance_running(
         &self,

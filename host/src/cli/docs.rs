@@ -82,7 +82,7 @@ fn with_role_names(mut cmd: clap::Command, roles: &[String]) -> clap::Command {
 }
 
 pub fn completions(args: CompletionsArgs, g: &Globals) -> Result<()> {
-    let roles = match Roles::load(g).and_then(|r| r.list()) {
+    let roles = match Roles::load(g).map(|r| r.list()) {
         Ok(list) => list
             .into_iter()
             .map(|r| {

@@ -8,7 +8,9 @@ use super::args::{ContextArgs, InstanceArgs, LoginArgs};
 use crate::ctx::{Context, Globals};
 use crate::errors::Result;
 use crate::ops::instances::{self, Selection, LIST_COLUMNS};
-use crate::ops::{access, boxes, launch, prepare};
+use std::sync::Arc;
+
+use crate::ops::{access, boxes, power, prepare};
 use crate::roles::Roles;
 
 /// List the boxes of a role in the namespace, oldest first
@@ -188,17 +190,7 @@ pub async fn terminate(args: TerminateArgs, g: &Globals) -> Result<()> {
     let i = bind(&ctx, g, &args.role, args.selection()).await?;
     instances::check_owned(&ctx, &i)?;
     instances::terminate(&ctx, &i, args.quick).await?;
-    let ssh = boxes::ssh_settings(None)?;
-    let id = i.instance_id().unwrap_or_default();
-    crate::ssh::known_hosts::forget(&ssh.known_hosts(), id)?;
-    let _ = std::fs::remove_file(ssh.data_dir.join("ssh").join(format!("{id}.config")));
-    if let Err(e) = crate::ops::agent::remove_wiring(&ctx, id).await {
-        ctx.shell.warn(format!(
-            "{}; `cgcloud cleanup` removes it later",
-            crate::errors::one_line(&e)
-        ));
-    }
-    Ok(())
+    instances::forget(&ctx, i.instance_id().unwrap_or_default()).await
 }
 
 /// The role's data, the bound instance and its options (its tags), for a command on a box.
@@ -220,106 +212,24 @@ async fn bind_with_role(
     Ok((handle, data, i))
 }
 
-fn instance_options(
-    i: &aws_sdk_ec2::types::Instance,
-    data: &cgcloud_plugin_host::RoleData,
-) -> std::collections::BTreeMap<String, String> {
-    data.options
-        .iter()
-        .filter_map(|o| crate::aws::tag(i.tags(), &o.name).map(|v| (o.name.clone(), v.to_string())))
-        .collect()
-}
-
-async fn start_box(
-    ctx: &Context,
-    data: &cgcloud_plugin_host::RoleData,
-    i: &aws_sdk_ec2::types::Instance,
-) -> Result<()> {
-    let id = i.instance_id().unwrap_or_default();
-    instances::check_owned(ctx, i)?;
-    if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Stopped) {
-        crate::bail_user!(
-            "box `{id}` is `{}`, not stopped",
-            crate::aws::state_of(i)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default()
-        );
-    }
-    let ssh = boxes::ssh_settings(None)?;
-    crate::ops::hostkeys::ensure_pinned(ctx, &ssh, i).await?;
-    let private =
-        i.public_ip_address().is_none() && i.private_ip_address().is_some() && i.vpc_id().is_some();
-    let (_, address) = launch::start(ctx, id, private).await?;
-    ctx.shell
-        .info(format!("started `{id}`; waiting until it answers over SSH"));
-    let target = crate::ssh::Target {
-        instance_id: id.to_string(),
-        address,
-        user: data.admin_account.clone(),
-    };
-    let mut phases = launch::Phases::default();
-    let (remote, _) =
-        launch::wait_ready(ctx, &ssh, &target, &mut phases, std::time::Instant::now()).await?;
-    remote.close().await;
-    ctx.shell.info(format!("box `{id}` is ready"));
-    Ok(())
-}
-
-async fn stop_box(
-    ctx: &Context,
-    data: &cgcloud_plugin_host::RoleData,
-    i: &aws_sdk_ec2::types::Instance,
-) -> Result<()> {
-    let id = i.instance_id().unwrap_or_default();
-    instances::check_owned(ctx, i)?;
-    if crate::aws::state_of(i) != Some(aws_sdk_ec2::types::InstanceStateName::Running) {
-        crate::bail_user!(
-            "box `{id}` is `{}`, not running",
-            crate::aws::state_of(i)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default()
-        );
-    }
-    // Ready the disk for an image: no personal keys, no user data. A box that does not answer
-    // is stopped all the same; `cgcloud image` then asks for --force.
-    match prepare_for_image(ctx, data, i).await {
-        Ok(()) => {}
-        Err(e) => ctx.shell.warn(format!(
-            "{}; stopping `{id}` anyway, but its disk may still hold its agent's keys and cloud-init's copy of its \
-             user data (`cgcloud image` asks for --force)",
-            crate::errors::one_line(&e)
-        )),
-    }
-    launch::stop(ctx, id).await?;
-    ctx.shell.info(format!("stopped `{id}`"));
-    Ok(())
-}
-
 pub async fn start(args: StartArgs, g: &Globals) -> Result<i32> {
     let ctx = Context::new(&args.context, g).await?;
-    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
-    start_box(&ctx, &data, &i).await?;
+    let (handle, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    power::start(&ctx, &Arc::new(handle), &data, &i).await?;
     Ok(0)
 }
 
 pub async fn stop(args: StopArgs, g: &Globals) -> Result<i32> {
     let ctx = Context::new(&args.context, g).await?;
     let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
-    stop_box(&ctx, &data, &i).await?;
+    power::stop(&ctx, &data, &i).await?;
     Ok(0)
 }
 
 pub async fn reboot(args: RebootArgs, g: &Globals) -> Result<i32> {
     let ctx = Context::new(&args.context, g).await?;
-    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
-    instances::check_owned(&ctx, &i)?;
-    // Refused before the stop if cgcloud cannot verify the box's host key afterwards.
-    crate::ops::hostkeys::ensure_pinned(&ctx, &boxes::ssh_settings(None)?, &i).await?;
-    stop_box(&ctx, &data, &i).await?;
-    let i = crate::aws::instance_by_id(&ctx.aws.ec2(), i.instance_id().unwrap_or_default())
-        .await?
-        .ok_or_else(|| crate::user_error!("the box disappeared while it was stopped"))?;
-    start_box(&ctx, &data, &i).await?;
+    let (handle, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    power::reboot(&ctx, &Arc::new(handle), &data, &i).await?;
     Ok(0)
 }
 
@@ -332,87 +242,9 @@ pub async fn image(args: super::images::ImageArgs, g: &Globals) -> Result<i32> {
         instance_id: args.instance.instance_id.clone(),
     };
     let (handle, data, i) = bind_with_role(&ctx, g, &args.role, sel).await?;
-    instances::check_owned(&ctx, &i)?;
-    if !args.force && !ready_for_image(&i) {
-        crate::bail_user!(
-            "box `{}` was not stopped by `cgcloud stop` since it last started, so its disk may still hold its agent's keys \
-             and cloud-init's copy of its user data, which the image would carry; start it and stop it with `cgcloud stop`, \
-             or pass --force",
-            i.instance_id().unwrap_or_default()
-        );
-    }
-    let options = instance_options(&i, &data);
-    let id = boxes::image(
-        &ctx,
-        &handle,
-        i.instance_id().unwrap_or_default(),
-        &data,
-        &options,
-    )
-    .await?;
+    let id = power::image(&ctx, &handle, &data, &i, args.force).await?;
     g.shell.out(id);
     Ok(0)
-}
-
-/// Readies a running box's disk for an image: stops its agent and empties the key files it
-/// manages, removes cloud-init's copies of the user data, and records that in the
-/// `cgcloud:image-ready` tag. The agent starts again with the box.
-async fn prepare_for_image(
-    ctx: &Context,
-    data: &cgcloud_plugin_host::RoleData,
-    i: &aws_sdk_ec2::types::Instance,
-) -> Result<()> {
-    use crate::ops::hostkeys;
-    let id = i.instance_id().unwrap_or_default();
-    let ssh = boxes::ssh_settings(None)?;
-    let target = access::target(ctx, &ssh, i, &data.admin_account).await?;
-    let remote = crate::ssh::remote::Remote::connect(
-        &ssh,
-        &target,
-        std::time::Duration::from_secs(60),
-        &ctx.shell,
-    )
-    .await?;
-    let result = async {
-        if crate::aws::tag(i.tags(), "enable_agent") == Some("True") {
-            let mut accounts = vec![data.admin_account.clone()];
-            if data.default_account != data.admin_account {
-                accounts.push(data.default_account.clone());
-            }
-            crate::ops::agent::clear_for_image(&remote, &accounts).await?;
-        }
-        hostkeys::forget_user_data(&remote).await
-    }
-    .await;
-    remote.close().await;
-    result?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    ctx.aws
-        .ec2()
-        .create_tags()
-        .resources(id)
-        .tags(
-            aws_sdk_ec2::types::Tag::builder()
-                .key(hostkeys::IMAGE_READY_TAG)
-                .value(now)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| crate::user_error!("failed to tag `{id}`: {}", crate::aws::describe(&e)))?;
-    Ok(())
-}
-
-/// Whether `cgcloud stop` readied the box's disk since the box last started (EC2's launch time
-/// is the time of the last start).
-fn ready_for_image(i: &aws_sdk_ec2::types::Instance) -> bool {
-    let Some(ready) = crate::aws::tag(i.tags(), crate::ops::hostkeys::IMAGE_READY_TAG)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    else {
-        return false;
-    };
-    let started = i.launch_time().map(|t| t.secs()).unwrap_or(i64::MAX);
-    ready.timestamp() >= started
 }
 
 fn login(data: &cgcloud_plugin_host::RoleData, l: &super::args::LoginArgs) -> Result<String> {

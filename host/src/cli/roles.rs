@@ -33,7 +33,7 @@ pub struct ListOptionsArgs {
 
 pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
     let roles = Roles::load(g)?;
-    let list = roles.list()?;
+    let list = roles.list();
     if args.json {
         g.shell.json(&json!(list));
         return Ok(());
@@ -47,7 +47,11 @@ pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
             } else {
                 r.summary.name.clone()
             };
-            vec![name, r.summary.description.clone()]
+            let description = match &r.problem {
+                Some(problem) => format!("BROKEN: {problem}"),
+                None => r.summary.description.clone(),
+            };
+            vec![name, description]
         })
         .collect();
     g.shell.table(&["role", "description"], &rows);

@@ -1,21 +1,21 @@
 //! The box template: `create` and `recreate` drive a role's hooks in the original's order —
 //! prepare (image → security group → options → key pairs → IAM role and instance profile →
 //! block devices and cloud-config → spot) → RunInstances with every tag applied at launch →
-//! running → address → SSH with the pinned host key → cloud-init finished →
-//! `on_instance_ready` → the set-up phases → optional image. A failure after launch terminates
-//! the instance unless `-N`.
+//! running → the boot (`ops::boot`: `on_instance_running`, SSH with the pinned host key,
+//! cloud-init, `on_instance_ready`) → the set-up phases → optional image. A failure after launch
+//! terminates the instance unless `-N`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Image, Instance, InstanceStateName, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Image, Instance, Tag};
 use cgcloud_common::elf::Arch;
 use cgcloud_plugin_api::{OptionKind, RoleOption};
 use cgcloud_plugin_host::{Offline, RoleData, RoleHandle};
 use serde_json::{json, Value};
 
+use super::boot::{self, Boot};
 use super::launch::{self, LaunchSpec, Phases};
 use super::prepare::{self, OWNER_TAG, ROLE_TAG};
 use super::{images, instances, keypairs};
@@ -24,8 +24,8 @@ use crate::ctx::Context;
 use crate::errors::Result;
 use crate::names::ImageRef;
 use crate::ssh::hostkey::HostKey;
-use crate::ssh::remote::{BoxServices, Remote};
-use crate::ssh::{known_hosts, SshSettings, Target};
+use crate::ssh::remote::Remote;
+use crate::ssh::{known_hosts, SshSettings};
 use crate::{bail_user, user_error};
 
 /// Tag keys of cgcloud's images beyond the original's (`generation`, `enable_agent`, options).
@@ -163,38 +163,6 @@ pub fn ssh_settings(identity: Option<std::path::PathBuf>) -> Result<SshSettings>
     })
 }
 
-/// Runs role hooks on a blocking thread, with services that reach the box over `remote`.
-async fn run_hooks<F>(
-    ctx: &Context,
-    role: &Arc<RoleHandle>,
-    remote: &Arc<Remote>,
-    options: &BTreeMap<String, String>,
-    f: F,
-) -> Result<()>
-where
-    F: FnOnce(
-            &RoleHandle,
-            &BoxServices,
-        ) -> std::result::Result<(), Box<cgcloud_plugin_host::HookError>>
-        + Send
-        + 'static,
-{
-    let services = BoxServices {
-        remote: remote.clone(),
-        handle: tokio::runtime::Handle::current(),
-        options: options.clone(),
-        shell: ctx.shell.clone(),
-        cancelled: Arc::new(AtomicBool::new(false)),
-        label: format!("{} on {}", role.name(), remote.target.instance_id),
-        hooks: Default::default(),
-    };
-    let role = role.clone();
-    tokio::task::spawn_blocking(move || f(&role, &services))
-        .await
-        .map_err(|e| user_error!("a role hook thread failed: {e}"))?
-        .map_err(|e| user_error!("{e}"))
-}
-
 /// Everything `create` decides before touching anything (and `--plan` prints).
 struct Plan {
     data: RoleData,
@@ -239,11 +207,21 @@ async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Result<
         .unwrap_or_default();
     let declared_opts = role.declared(&Offline::quiet())?.options;
     let options = role_options(role.name(), &declared_opts, &opts.role_options, &image_tags)?;
-    let logger = |_: cgcloud_plugin_api::Level, _: &str| {};
-    let data = role.declared(&Offline {
+    let shell = ctx.shell.clone();
+    let label = role.name().to_string();
+    let logger = move |level: cgcloud_plugin_api::Level, message: &str| match level {
+        cgcloud_plugin_api::Level::Error | cgcloud_plugin_api::Level::Warn => {
+            shell.warn(format!("{label}: {message}"))
+        }
+        _ => shell.debug(format!("{label}: {message}")),
+    };
+    let offline = Offline {
         options: options.clone(),
         logger: &logger,
-    })?;
+    };
+    // The role's own checks of its option values, before anything is launched.
+    role.validate_options(&offline)?;
+    let data = role.declared(&offline)?;
     let instance_type = opts
         .instance_type
         .clone()
@@ -441,6 +419,7 @@ fn plan_json(ctx: &Context, p: &Plan, opts: &CreateOptions, tags: &[(String, Str
         "image": {"id": p.image.image_id(), "name": p.image.name(), "owner": p.image.owner_id(),
                   "created": p.image.creation_date(), "age_days": age_days},
         "instance_type": p.instance_type,
+        "options": p.options,
         "key_pairs": p.keypairs,
         "security_group": {"name": ctx.aws_name(&p.data.name).ok(), "rules": p.data.security_group_rules},
         "iam_role": prepare::iam_role_name(ctx, &iam_of(ctx, p).0).ok(),
@@ -595,7 +574,9 @@ pub async fn create(
             } else {
                 match ctx.aws.ec2().terminate_instances().instance_ids(&id).send().await {
                     Ok(_) => {
-                        let _ = known_hosts::forget(&ssh.known_hosts(), &id);
+                        if let Err(fe) = instances::forget(ctx, &id).await {
+                            ctx.shell.warn(crate::errors::one_line(&fe));
+                        }
                         ctx.shell.warn(format!("terminated instance `{id}` after the failure (-N keeps it)"));
                     }
                     Err(te) => ctx.shell.warn(format!(
@@ -634,7 +615,7 @@ pub fn iam_for(
 }
 
 /// The accounts whose keys the agent manages: the admin account and the role's default one.
-fn agent_accounts(data: &RoleData) -> Vec<String> {
+pub fn agent_accounts(data: &RoleData) -> Vec<String> {
     let mut accounts = vec![data.admin_account.clone()];
     if data.default_account != data.admin_account {
         accounts.push(data.default_account.clone());
@@ -701,29 +682,28 @@ async fn provision(
     }
     let (_, address) = launch::wait_running(ctx, id, opts.private_ip).await?;
     let t = phases.record("pending-to-running", t);
+    let boot = Boot {
+        role,
+        options: &p.options,
+        ssh,
+        id,
+        admin: &p.data.admin_account,
+        first_boot: true,
+        // The host key from user data has served its one purpose: verifying this first connection.
+        rotate_host_key: true,
+    };
+    boot.running(ctx).await?;
     if opts.quick {
         return Ok((address, None, false));
     }
-    let target = Target {
-        instance_id: id.to_string(),
-        address: address.clone(),
-        user: p.data.admin_account.clone(),
-    };
-    let (remote, t) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
-    // The host key from user data has served its one purpose: verifying this first connection.
-    super::hostkeys::rotate(ctx, ssh, &remote, id).await?;
-    let remote = Arc::new(remote);
-    let first_boot = true;
-    run_hooks(ctx, role, &remote, &p.options, move |r, s| {
-        r.on_instance_ready(s, first_boot).map_err(Box::new)
-    })
-    .await?;
+    let (mut remote, t) = boot.ready(ctx, address.clone(), phases, t).await?;
     let mut t = t;
+    let mut address = address;
     if opts.from_image.is_none() {
         ctx.shell
             .status(id, &format!("setting up role `{}`", p.data.name));
         let upgrade = opts.upgrade;
-        run_hooks(ctx, role, &remote, &p.options, move |r, s| {
+        boot::run_hooks(ctx, role, id, Some(&remote), &p.options, move |r, s| {
             r.setup(s, upgrade).map_err(Box::new)
         })
         .await?;
@@ -742,15 +722,16 @@ async fn provision(
             // As the original: upgraded packages (a new kernel) take effect after a reboot,
             // done as a stop and start so the box comes back on fresh hardware.
             ctx.shell.status(id, "rebooting after the upgrade");
+            boot::close(remote).await;
             launch::stop(ctx, id).await?;
-            let (_, address) = launch::start(ctx, id, opts.private_ip).await?;
-            let target = Target {
-                instance_id: id.to_string(),
-                address,
-                user: p.data.admin_account.clone(),
+            let (_, a) = launch::start(ctx, id, opts.private_ip).await?;
+            let again = Boot {
+                first_boot: false,
+                rotate_host_key: false,
+                ..boot
             };
-            let (r, t2) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
-            r.close().await;
+            let (r, t2) = again.booted(ctx, a.clone(), phases, t).await?;
+            (remote, address) = (r, a);
             t = phases.record("reboot", t2);
         }
     }
@@ -764,34 +745,31 @@ async fn provision(
         }
         super::hostkeys::forget_user_data(&remote).await?;
     }
-    if let Ok(r) = Arc::try_unwrap(remote) {
-        r.close().await;
-    }
+    boot::close(remote).await;
     let mut new_image = None;
     if opts.create_image {
         ctx.shell.status(id, "stopping to make an image");
         launch::stop(ctx, id).await?;
-        let img = image(ctx, role, id, &p.data, &p.options).await?;
+        let img = images::make(ctx, role, id, &p.data, &p.options).await?;
         new_image = Some(img);
         t = phases.record("image", t);
         if !opts.terminate {
-            let (_, address) = launch::start(ctx, id, opts.private_ip).await?;
+            let (_, a) = launch::start(ctx, id, opts.private_ip).await?;
             // The image holds the host key the box had; the box that goes on gets a new one.
-            let target = Target {
-                instance_id: id.to_string(),
-                address,
-                user: p.data.admin_account.clone(),
+            let again = Boot {
+                first_boot: false,
+                ..boot
             };
-            let (r, t2) = launch::wait_ready(ctx, ssh, &target, phases, t).await?;
-            super::hostkeys::rotate(ctx, ssh, &r, id).await?;
-            r.close().await;
+            let (r, t2) = again.booted(ctx, a.clone(), phases, t).await?;
+            boot::close(r).await;
+            address = a;
             t = phases.record("restart", t2);
         }
     }
     let _ = t;
     if opts.terminate {
         instances::terminate(ctx, &instance_of(ctx, id).await?, true).await?;
-        let _ = known_hosts::forget(&ssh.known_hosts(), id);
+        instances::forget(ctx, id).await?;
         return Ok((address, new_image, true));
     }
     Ok((address, new_image, false))
@@ -827,114 +805,4 @@ async fn instance_of(ctx: &Context, id: &str) -> Result<Instance> {
     aws::instance_by_id(&ctx.aws.ec2(), id)
         .await?
         .ok_or_else(|| user_error!("instance `{id}` has disappeared"))
-}
-
-/// Makes an image of a stopped box: named `<prefix>_<local time>` in the namespace, tagged
-/// with the next generation, inherited options, and the role's hash, plugin and base image.
-pub async fn image(
-    ctx: &Context,
-    role: &RoleHandle,
-    id: &str,
-    data: &RoleData,
-    options: &BTreeMap<String, String>,
-) -> Result<String> {
-    let ec2 = ctx.aws.ec2();
-    let i = aws::wait_for_state(
-        &ec2,
-        id,
-        &[InstanceStateName::Stopping, InstanceStateName::Stopped],
-        InstanceStateName::Stopped,
-        crate::config::timeouts().stop,
-    )
-    .await
-    .map_err(|e| user_error!("{e}; stop the box first with `cgcloud stop {}`", data.name))?;
-    let generation: u32 = tag(i.tags(), "generation")
-        .and_then(|g| g.parse().ok())
-        .unwrap_or(0)
-        + 1;
-    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S");
-    let name = ctx.aws_name(&format!("{}_{stamp}", data.image_name_prefix))?;
-    let base_ami = tag(i.tags(), IMAGE_BASE_AMI_TAG)
-        .map(str::to_string)
-        .or_else(|| i.image_id().map(str::to_string))
-        .unwrap_or_default();
-    let hash = role.definition_hash(&Offline {
-        options: options.clone(),
-        logger: &|_, _| {},
-    })?;
-    let mut tags = vec![
-        ("generation".to_string(), generation.to_string()),
-        (
-            "enable_agent".to_string(),
-            tag(i.tags(), "enable_agent").unwrap_or("False").to_string(),
-        ),
-        (ROLE_TAG.to_string(), data.name.clone()),
-        (OWNER_TAG.to_string(), ctx.namespace.as_str().to_string()),
-        (IMAGE_ROLE_HASH_TAG.to_string(), hash),
-        (IMAGE_PLUGIN_TAG.to_string(), data.plugin.clone()),
-        (
-            IMAGE_PLUGIN_VERSION_TAG.to_string(),
-            data.plugin_version.clone(),
-        ),
-        (IMAGE_BASE_AMI_TAG.to_string(), base_ami),
-    ];
-    for o in data.options.iter().filter(|o| o.inherited) {
-        if let Some(v) = options.get(&o.name) {
-            tags.push((o.name.clone(), v.clone()));
-        }
-    }
-    let tag_list: Vec<Tag> = tags
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect();
-    let out = ec2
-        .create_image()
-        .instance_id(id)
-        .name(&name)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Image)
-                .set_tags(Some(tag_list))
-                .build(),
-        )
-        .send()
-        .await
-        .aws(|| format!("failed to make an image of `{id}`"))?;
-    let image_id = out.image_id().unwrap_or_default().to_string();
-    let account = ctx.identity().await?.account.clone();
-    let deadline = Instant::now() + crate::config::timeouts().image;
-    loop {
-        let img = aws::own_image_by_id(&ec2, &account, &image_id).await?;
-        match img
-            .as_ref()
-            .and_then(|i| i.state())
-            .map(|s| s.as_str().to_string())
-            .as_deref()
-        {
-            Some("available") => break,
-            Some("failed") | Some("error") => bail_user!("image `{image_id}` of `{id}` failed"),
-            _ if Instant::now() >= deadline => bail_user!(
-                "image `{image_id}` was not available after {}s",
-                crate::config::timeouts().image.as_secs()
-            ),
-            _ => tokio::time::sleep(aws::POLL_INTERVAL).await,
-        }
-    }
-    // Ownership tags on the image's snapshots, so that `cleanup` can find them once the image is gone.
-    super::security::tag_image_snapshots(ctx, &account, &image_id).await;
-    // NOTE: DescribeImages by name lags behind by ID on EC2; wait until listings show it too.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !images::list(ctx, &data.image_name_prefix)
-        .await?
-        .iter()
-        .any(|i| i.image_id() == Some(image_id.as_str()))
-    {
-        if Instant::now() >= deadline {
-            bail_user!("image `{image_id}` is available but not listed after 300s");
-        }
-        tokio::time::sleep(aws::POLL_INTERVAL).await;
-    }
-    ctx.shell
-        .info(format!("made image `{image_id}` ({name}) of `{id}`"));
-    Ok(image_id)
 }

@@ -2,10 +2,17 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::Image;
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Image, InstanceStateName, ResourceType, Tag, TagSpecification};
+use cgcloud_plugin_host::{Offline, RoleData, RoleHandle};
 use serde_json::{json, Value};
 
-use crate::aws::{self, error_code, AwsResultExt};
+use super::boxes::{
+    IMAGE_BASE_AMI_TAG, IMAGE_PLUGIN_TAG, IMAGE_PLUGIN_VERSION_TAG, IMAGE_ROLE_HASH_TAG,
+};
+use super::prepare::{OWNER_TAG, ROLE_TAG};
+use crate::aws::{self, error_code, tag, AwsResultExt};
 use crate::ctx::Context;
 use crate::errors::Result;
 use crate::names::{at_ordinal, is_image_of, ImageRef};
@@ -156,4 +163,114 @@ pub async fn delete(ctx: &Context, img: &Image, keep_snapshots: bool, quick: boo
         }
     }
     Ok(())
+}
+
+/// Makes an image of a stopped box: named `<prefix>_<local time>` in the namespace, tagged
+/// with the next generation, inherited options, and the role's hash, plugin and base image.
+pub async fn make(
+    ctx: &Context,
+    role: &RoleHandle,
+    id: &str,
+    data: &RoleData,
+    options: &BTreeMap<String, String>,
+) -> Result<String> {
+    let ec2 = ctx.aws.ec2();
+    let i = aws::wait_for_state(
+        &ec2,
+        id,
+        &[InstanceStateName::Stopping, InstanceStateName::Stopped],
+        InstanceStateName::Stopped,
+        crate::config::timeouts().stop,
+    )
+    .await
+    .map_err(|e| user_error!("{e}; stop the box first with `cgcloud stop {}`", data.name))?;
+    let generation: u32 = tag(i.tags(), "generation")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0)
+        + 1;
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S");
+    let name = ctx.aws_name(&format!("{}_{stamp}", data.image_name_prefix))?;
+    let base_ami = tag(i.tags(), IMAGE_BASE_AMI_TAG)
+        .map(str::to_string)
+        .or_else(|| i.image_id().map(str::to_string))
+        .unwrap_or_default();
+    let hash = role.definition_hash(&Offline {
+        options: options.clone(),
+        logger: &|_, _| {},
+    })?;
+    let mut tags = vec![
+        ("generation".to_string(), generation.to_string()),
+        (
+            "enable_agent".to_string(),
+            tag(i.tags(), "enable_agent").unwrap_or("False").to_string(),
+        ),
+        (ROLE_TAG.to_string(), data.name.clone()),
+        (OWNER_TAG.to_string(), ctx.namespace.as_str().to_string()),
+        (IMAGE_ROLE_HASH_TAG.to_string(), hash),
+        (IMAGE_PLUGIN_TAG.to_string(), data.plugin.clone()),
+        (
+            IMAGE_PLUGIN_VERSION_TAG.to_string(),
+            data.plugin_version.clone(),
+        ),
+        (IMAGE_BASE_AMI_TAG.to_string(), base_ami),
+    ];
+    for o in data.options.iter().filter(|o| o.inherited) {
+        if let Some(v) = options.get(&o.name) {
+            tags.push((o.name.clone(), v.clone()));
+        }
+    }
+    let tag_list: Vec<Tag> = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    let out = ec2
+        .create_image()
+        .instance_id(id)
+        .name(&name)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Image)
+                .set_tags(Some(tag_list))
+                .build(),
+        )
+        .send()
+        .await
+        .aws(|| format!("failed to make an image of `{id}`"))?;
+    let image_id = out.image_id().unwrap_or_default().to_string();
+    let account = ctx.identity().await?.account.clone();
+    let deadline = Instant::now() + crate::config::timeouts().image;
+    loop {
+        let img = aws::own_image_by_id(&ec2, &account, &image_id).await?;
+        match img
+            .as_ref()
+            .and_then(|i| i.state())
+            .map(|s| s.as_str().to_string())
+            .as_deref()
+        {
+            Some("available") => break,
+            Some("failed") | Some("error") => bail_user!("image `{image_id}` of `{id}` failed"),
+            _ if Instant::now() >= deadline => bail_user!(
+                "image `{image_id}` was not available after {}s",
+                crate::config::timeouts().image.as_secs()
+            ),
+            _ => tokio::time::sleep(aws::POLL_INTERVAL).await,
+        }
+    }
+    // Ownership tags on the image's snapshots, so that `cleanup` can find them once the image is gone.
+    super::security::tag_image_snapshots(ctx, &account, &image_id).await;
+    // NOTE: DescribeImages by name lags behind by ID on EC2; wait until listings show it too.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !list(ctx, &data.image_name_prefix)
+        .await?
+        .iter()
+        .any(|i| i.image_id() == Some(image_id.as_str()))
+    {
+        if Instant::now() >= deadline {
+            bail_user!("image `{image_id}` is available but not listed after 300s");
+        }
+        tokio::time::sleep(aws::POLL_INTERVAL).await;
+    }
+    ctx.shell
+        .info(format!("made image `{image_id}` ({name}) of `{id}`"));
+    Ok(image_id)
 }

@@ -242,3 +242,19 @@ pub async fn terminate(ctx: &Context, i: &Instance, quick: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// What cgcloud keeps about a box beyond the instance, removed once it is terminated: its
+/// host-key pin, its ssh config and its agent's queue. A failure to remove the queue is a
+/// warning (`cgcloud cleanup` finds it later).
+pub async fn forget(ctx: &Context, id: &str) -> Result<()> {
+    let ssh = super::boxes::ssh_settings(None)?;
+    crate::ssh::known_hosts::forget(&ssh.known_hosts(), id)?;
+    let _ = std::fs::remove_file(ssh.data_dir.join("ssh").join(format!("{id}.config")));
+    if let Err(e) = super::agent::remove_wiring(ctx, id).await {
+        ctx.shell.warn(format!(
+            "{}; `cgcloud cleanup` removes it later",
+            crate::errors::one_line(&e)
+        ));
+    }
+    Ok(())
+}

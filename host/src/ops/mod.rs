@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod boot;
 pub mod boxes;
 pub mod hostkeys;
 pub mod images;
@@ -9,6 +10,7 @@ pub mod instances;
 pub mod keypairs;
 pub mod keys;
 pub mod launch;
+pub mod power;
 pub mod prepare;
 pub mod register_key;
 pub mod security;

@@ -236,7 +236,11 @@ fn error_text(e: &openssh::Error) -> String {
 
 /// Role hooks' view of a box: a [`Remote`] driven from a blocking thread.
 pub struct BoxServices {
-    pub remote: Arc<Remote>,
+    /// The box's instance ID.
+    pub instance_id: String,
+    /// The SSH connection; `None` before SSH is tried (`on_instance_running`), when hooks may
+    /// log and read options but not reach the box.
+    pub remote: Option<Arc<Remote>>,
     pub handle: tokio::runtime::Handle,
     pub options: BTreeMap<String, String>,
     pub shell: Shell,
@@ -283,7 +287,25 @@ impl BoxServices {
         } else {
             format!("{hook}: {}", step_text(step))
         };
-        self.shell.status(&self.remote.target.instance_id, &text);
+        self.shell.status(&self.instance_id, &text);
+    }
+
+    /// The connection to the box, or the error that there is none yet.
+    fn remote(&self, what: &str) -> std::result::Result<&Remote, String> {
+        let hook = self
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        self.remote.as_deref().ok_or_else(|| {
+            format!(
+                "`{}` cannot {what}: `{hook}` runs before SSH is tried, so it can log and read options \
+                 but not reach the box (use `on_instance_ready` for that)",
+                self.instance_id
+            )
+        })
     }
 
     fn block<T>(
@@ -302,8 +324,9 @@ impl BoxServices {
 impl HostServices for BoxServices {
     fn run(&self, command: &str) -> std::result::Result<CmdOutput, String> {
         self.shell.debug(format!("{}: $ {command}", self.label));
+        let remote = self.remote(&format!("run `{command}`"))?;
         self.show_step(command);
-        self.block(self.remote.run(command))
+        self.block(remote.run(command))
     }
 
     fn sudo(&self, command: &str, user: Option<&str>) -> std::result::Result<CmdOutput, String> {
@@ -312,8 +335,9 @@ impl HostServices for BoxServices {
             .unwrap_or_default();
         let full = format!("sudo -n {as_user}-- sh -c {}", quote(command));
         self.shell.debug(format!("{}: # {command}", self.label));
+        let remote = self.remote(&format!("run `{command}`"))?;
         self.show_step(command);
-        self.block(self.remote.run(&full))
+        self.block(remote.run(&full))
     }
 
     fn put_file(
@@ -346,14 +370,11 @@ impl HostServices for BoxServices {
             self.label,
             data.len()
         ));
+        let remote = self.remote(&format!("write `{path}`"))?;
         self.show_step(&format!("write {path}"));
-        let out = self.block(self.remote.run_with_stdin(&command, Some(data)))?;
+        let out = self.block(remote.run_with_stdin(&command, Some(data)))?;
         if out.status != 0 {
-            return Err(failure(
-                &self.remote.target.instance_id,
-                &format!("write {path}"),
-                &out,
-            ));
+            return Err(failure(&self.instance_id, &format!("write {path}"), &out));
         }
         Ok(())
     }
@@ -366,13 +387,10 @@ impl HostServices for BoxServices {
         } else {
             cat
         };
-        let out = self.block(self.remote.run(&command))?;
+        let remote = self.remote(&format!("read `{path}`"))?;
+        let out = self.block(remote.run(&command))?;
         if out.status != 0 {
-            return Err(failure(
-                &self.remote.target.instance_id,
-                &format!("read {path}"),
-                &out,
-            ));
+            return Err(failure(&self.instance_id, &format!("read {path}"), &out));
         }
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD

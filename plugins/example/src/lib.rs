@@ -18,6 +18,18 @@ impl Role for WebBox {
         Ok(options)
     }
 
+    fn validate_options(&self, cx: &Cx) -> Result<()> {
+        cx.sup().validate_options()?;
+        // Checked before anything is launched: a bad title costs no box.
+        let title = cx.option("site_title")?.unwrap_or_default();
+        if title.is_empty() || title.chars().count() > 100 || title.contains(['<', '>', '&']) {
+            return Err(RoleError::failed(format!(
+                "option `site_title` must be 1 to 100 characters of plain text without `<`, `>` or `&`, not `{title}`"
+            )));
+        }
+        Ok(())
+    }
+
     fn packages(&self, cx: &Cx) -> Result<Vec<String>> {
         let mut packages = cx.sup().packages()?;
         packages.push("nginx".into());
@@ -26,7 +38,8 @@ impl Role for WebBox {
 
     fn post_install_packages(&self, cx: &Cx) -> Result<()> {
         cx.sup().post_install_packages()?;
-        let title = cx.option("site_title")?.unwrap_or_else(|| "cgcloud".into());
+        // Always set: the host supplies the declared default when `-O` does not give one.
+        let title = cx.option("site_title")?.unwrap_or_default();
         let page = format!("<html><body><h1>{title}</h1></body></html>\n");
         cx.sudo_put_file("/var/www/html/index.html", page.as_bytes(), 0o644)?;
         cx.sudo("systemctl enable --now nginx")?;
