@@ -41,6 +41,16 @@ export AWS_EC2_METADATA_DISABLED=true
 say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# What plugin authors depend on must package as published (its own build from the packaged
+# sources included); cargo reaches only the package registry for this.
+# The check builds in a target folder of its own, emptied first, and drops cargo's unpacked
+# copies of these crates from earlier checks: cargo takes a registry crate of the same name and
+# version for unchanged and would build the old sources.
+say "packaging the plugin API"
+package_target="${CARGO_TARGET_DIR:-target}/package-check"
+rm -rf "$package_target" "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/cgcloud-plugin-api-* \
+  "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/cgcloud-builtin-roles-*
+cargo package --locked -p cgcloud-plugin-api -p cgcloud-builtin-roles --target-dir "$package_target"
 
 # The README's first command, before anything else is built: on CI this is a clean clone with
 # an empty cargo target, so the demo must build everything it uses, as it must for a new user.

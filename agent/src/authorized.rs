@@ -11,11 +11,10 @@
 //! A crash at any point leaves either the old file or the new one, never a mix; temporary files
 //! a crash left behind are removed by the next write.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -231,88 +230,9 @@ fn is_already(file: &Path, content: &str, uid: u32, gid: u32) -> bool {
         && fs::read(file).is_ok_and(|old| old == content.as_bytes())
 }
 
-/// Replaces `path` atomically with `content`, with `mode` and, if given, owner `(uid, gid)`.
-pub fn write_atomic(
-    path: &Path,
-    content: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> io::Result<()> {
-    write_atomic_with(path, content, mode, owner, |_| Ok(()))
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Removes the temporary file unless it was renamed into place.
-struct TempGuard<'a>(Option<&'a Path>);
-
-impl Drop for TempGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.0 {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-/// [`write_atomic`] with a hook that runs after the temporary file is complete and synced,
-/// right before the rename; tests make it fail to act out a crash at that point.
-pub(crate) fn write_atomic_with(
-    path: &Path,
-    content: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-    before_rename: impl FnOnce(&Path) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let base = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let temp_prefix = format!(".{base}.tmp.");
-    remove_stale_temps(dir, &temp_prefix);
-    let temp = dir.join(format!(
-        "{temp_prefix}{}.{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    // create_new: O_EXCL, so an existing file or symbolic link at that name is never followed.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temp)?;
-    let guard = TempGuard(Some(&temp));
-    file.write_all(content)?;
-    // The umask may have narrowed the mode given to open().
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-    }
-    file.sync_all()?;
-    drop(file);
-    before_rename(&temp)?;
-    fs::rename(&temp, path)?;
-    std::mem::forget(guard);
-    File::open(dir)?.sync_all()
-}
-
-/// Temporary files a crash left behind.
-fn remove_stale_temps(dir: &Path, prefix: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(prefix))
-        {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
+pub use cgcloud_common::fsutil::write_atomic;
+#[cfg(test)]
+use cgcloud_common::fsutil::write_atomic_with;
 
 #[cfg(test)]
 mod tests {

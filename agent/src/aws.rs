@@ -33,12 +33,7 @@ impl Clients {
             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
             .operation_timeout(OPERATION_TIMEOUT)
             .build();
-        let sdk = aws_config::defaults(BehaviorVersion::v2026_01_12())
-            .region(Region::new(region.to_string()))
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        Clients::from_sdk_config(&sdk)
+        Clients::from_sdk_config(&sdk_config(region, timeouts).await)
     }
 
     /// Clients from a given configuration (tests point it at moto).
@@ -52,8 +47,19 @@ impl Clients {
     }
 }
 
+/// The SDK configuration of cgcloud and its agent: aws-config's standard chain (environment,
+/// shared config and credentials files with profiles and SSO, IMDS on a box), so
+/// `AWS_ENDPOINT_URL` and the per-service endpoint variables work, in `region`, with `timeouts`.
+pub async fn sdk_config(region: &str, timeouts: TimeoutConfig) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::v2026_01_12())
+        .region(Region::new(region.to_string()))
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
 /// A one-line description of a failed AWS call: code and message for service errors, the
-/// cause for the others.
+/// cause (the error and its sources) for the others. cgcloud's and the agent's one describer.
 pub fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + StdError + 'static,
@@ -61,7 +67,9 @@ where
 {
     match err {
         SdkError::ServiceError(_) => {
-            let code = err.code().unwrap_or("error");
+            let code = err
+                .code()
+                .unwrap_or("the service failed without saying why");
             match err.message() {
                 Some(m) if !m.is_empty() => format!("{code}: {}", one_line(m)),
                 _ => code.to_string(),

@@ -93,25 +93,36 @@ fn is_no_such_entity<E: aws_sdk_iam::error::ProvideErrorMetadata, R>(e: &SdkErro
     e.code() == Some("NoSuchEntity")
 }
 
-/// Asks EC2 and IAM, then [`select_keys`].
-pub async fn expand(
-    ec2: &aws_sdk_ec2::Client,
+/// The IAM principals a set of globs names: the `@user`s that exist, the members of each
+/// `@@group`, and what does not exist (one line each, naming the glob).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principals {
+    pub users: BTreeSet<String>,
+    pub members: BTreeMap<String, Vec<String>>,
+    pub missing: Vec<String>,
+}
+
+/// Asks IAM about every `@user` and `@@group` of `globs` (the one place cgcloud and its agent
+/// do). A principal that does not exist is listed in `missing`; any other failure is an error.
+pub async fn principals(
     iam: &aws_sdk_iam::Client,
     globs: &[KeypairGlob],
-) -> anyhow::Result<Expansion> {
-    let pairs = describe_key_pairs(ec2).await?;
-    let mut users = BTreeSet::new();
-    let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut warnings = Vec::new();
+) -> anyhow::Result<Principals> {
+    let mut out = Principals::default();
+    let mut missing_users = BTreeSet::new();
     for glob in globs {
         match glob {
-            KeypairGlob::User(user) if !users.contains(user) => {
+            KeypairGlob::User(user)
+                if !out.users.contains(user) && !missing_users.contains(user) =>
+            {
                 match iam.get_user().user_name(user).send().await {
                     Ok(_) => {
-                        users.insert(user.clone());
+                        out.users.insert(user.clone());
                     }
                     Err(e) if is_no_such_entity(&e) => {
-                        warnings.push(format!("there is no IAM user `{user}` (from `@{user}`)"))
+                        missing_users.insert(user.clone());
+                        out.missing
+                            .push(format!("there is no IAM user `{user}` (from `@{user}`)"));
                     }
                     Err(e) => {
                         return Err(anyhow::anyhow!("{}", describe(&e)))
@@ -119,15 +130,16 @@ pub async fn expand(
                     }
                 }
             }
-            KeypairGlob::Group(group) if !members.contains_key(group) => {
+            KeypairGlob::Group(group) if !out.members.contains_key(group) => {
                 let mut names = Vec::new();
                 let mut pages = iam.get_group().group_name(group).into_paginator().send();
-                let mut missing = false;
                 while let Some(page) = pages.next().await {
                     match page {
                         Ok(p) => names.extend(p.users().iter().map(|u| u.user_name().to_string())),
                         Err(e) if is_no_such_entity(&e) => {
-                            missing = true;
+                            out.missing.push(format!(
+                                "there is no IAM group `{group}` (from `@@{group}`)"
+                            ));
                             break;
                         }
                         Err(e) => {
@@ -137,17 +149,25 @@ pub async fn expand(
                         }
                     }
                 }
-                if missing {
-                    warnings.push(format!(
-                        "there is no IAM group `{group}` (from `@@{group}`)"
-                    ));
-                }
-                members.insert(group.clone(), names);
+                out.members.insert(group.clone(), names);
             }
             _ => {}
         }
     }
-    let mut out = select_keys(globs, &pairs, &users, &members);
+    Ok(out)
+}
+
+/// Asks EC2 and IAM, then [`select_keys`]. A principal that does not exist is a warning: it
+/// contributes no keys.
+pub async fn expand(
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+    globs: &[KeypairGlob],
+) -> anyhow::Result<Expansion> {
+    let pairs = describe_key_pairs(ec2).await?;
+    let found = principals(iam, globs).await?;
+    let mut out = select_keys(globs, &pairs, &found.users, &found.members);
+    let mut warnings = found.missing;
     warnings.append(&mut out.warnings);
     out.warnings = warnings;
     Ok(out)

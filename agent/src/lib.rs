@@ -66,8 +66,10 @@ pub use authorized::{
     parse_passwd_line, render, sync_account, write_atomic, Account, AccountSource, Change,
     ManagedKey, MANAGED_FILE, MANAGED_FILE_MODE, SSHD_DROP_IN, SSHD_DROP_IN_PATH,
 };
-pub use aws::{describe, Clients};
-pub use keys::{describe_key_pairs, expand, select_keys, Expansion, KeyPair};
+pub use aws::{describe, sdk_config, Clients};
+pub use keys::{
+    describe_key_pairs, expand, principals, select_keys, Expansion, KeyPair, Principals,
+};
 pub use message::{
     encode_update, parse_body, register_key_notification, Message, Received, UpdateSshKeys,
     VERSION as MESSAGE_VERSION,

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use crate::errors::Result;
 
-/// Writes `bytes` to `path` atomically (the plugin host's writer: an exclusive temporary file in
-/// the same directory with the mode set from the start, fsync, rename, fsync the directory).
+/// Writes `bytes` to `path` atomically with `mode` (`cgcloud_common::fsutil::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    cgcloud_plugin_host::write_atomic(path, bytes, mode).map_err(|e| anyhow::anyhow!("{e}"))
+    cgcloud_common::fsutil::write_atomic(path, bytes, mode, None)
+        .map_err(|e| anyhow::anyhow!("failed to write `{}`: {e}", path.display()))
 }
 
 /// Reads a regular file of at most `limit` bytes. Anything else (a FIFO, a device, a

@@ -132,6 +132,29 @@ impl Shell {
     /// Rows of data, the header first: on a terminal in aligned columns, elsewhere (a pipe, a
     /// file) as the original's tab-separated lines, which scripts read.
     /// A table too wide for the terminal is shown as one block of `column  value` lines per row.
+    /// Rows of JSON objects: as a JSON array with `json`, else as a table of `columns` (each
+    /// cell the value under the column's name; strings bare, nothing for null).
+    pub fn rows(&self, columns: &[&str], rows: Vec<serde_json::Value>, json: bool) {
+        if json {
+            self.json(&serde_json::Value::Array(rows));
+            return;
+        }
+        let text: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .map(|c| match &row[*c] {
+                        serde_json::Value::Null => String::new(),
+                        serde_json::Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        self.table(columns, &text);
+    }
+
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
         let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
         let lines = match terminal_width() {

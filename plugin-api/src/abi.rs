@@ -203,7 +203,9 @@ unsafe extern "C" fn instantiate_of<P: PluginEntry>(
         match def.roles.iter().find(|r| r.name == name) {
             Some(role_def) => {
                 let parent = if parent.is_none() { None } else { Some(parent) };
-                Ok(instantiate_role(def.name, role_def, parent))
+                // SAFETY: the host keeps `parent` alive as long as the child (see
+                // `instantiate_plugin`).
+                Ok(unsafe { instantiate_role(def.name, role_def, parent) })
             }
             None => Err(RoleError::failed(format!(
                 "plugin `{}` has no role `{name}`",
@@ -227,7 +229,15 @@ unsafe extern "C" fn instantiate_of<P: PluginEntry>(
 
 /// Wraps a role into a `RawRole` whose hooks run under `catch_unwind`. Built-in roles go
 /// through here too, so they are called exactly like plugin roles.
-pub fn instantiate_role(plugin: &'static str, def: &RoleDef, parent: Option<RawRole>) -> RawRole {
+///
+/// # Safety
+/// The new role keeps `parent` as a raw pointer and calls it from its hooks: `parent` must
+/// stay alive (not dropped) for as long as the returned role is called.
+pub unsafe fn instantiate_role(
+    plugin: &'static str,
+    def: &RoleDef,
+    parent: Option<RawRole>,
+) -> RawRole {
     let guarded = Box::new(Guarded {
         role: (def.new)(),
         parent,
@@ -443,18 +453,27 @@ impl std::fmt::Debug for OwnedRole {
 }
 
 /// Builds a built-in role (same vtable as plugin roles).
-pub fn instantiate_local(
+///
+/// # Safety
+/// The new role calls `parent` from its hooks: `parent` must outlive the returned role (drop
+/// the child first).
+pub unsafe fn instantiate_local(
     plugin: &'static str,
     def: &RoleDef,
     parent: Option<&OwnedRole>,
 ) -> OwnedRole {
-    let raw = instantiate_role(plugin, def, parent.map(OwnedRole::raw));
+    // SAFETY: the caller keeps `parent` alive as long as the child.
+    let raw = unsafe { instantiate_role(plugin, def, parent.map(OwnedRole::raw)) };
     // SAFETY: `raw` was just made by `instantiate_role` and nothing else owns it.
     unsafe { OwnedRole::from_raw(raw) }
 }
 
 /// Instantiates a plugin role through the plugin's root module.
-pub fn instantiate_plugin(
+///
+/// # Safety
+/// The new role calls `parent` from its hooks: `parent` must outlive the returned role (drop
+/// the child first).
+pub unsafe fn instantiate_plugin(
     module: PluginModRef,
     role: &str,
     parent: Option<&OwnedRole>,

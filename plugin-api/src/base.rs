@@ -52,19 +52,9 @@ pub fn base_image(cx: &Cx<'_>) -> Result<BaseImageQuery> {
 
 pub fn security_group_rules(_cx: &Cx<'_>) -> Result<Vec<SecurityGroupRule>> {
     Ok(vec![
-        SecurityGroupRule {
-            protocol: "tcp".into(),
-            from_port: 22,
-            to_port: 22,
-            source: RuleSource::SshClients,
-        },
+        SecurityGroupRule::tcp(22, RuleSource::SshClients),
         // Path-MTU discovery: ICMP type 3 ("destination unreachable") code 4.
-        SecurityGroupRule {
-            protocol: "icmp".into(),
-            from_port: 3,
-            to_port: 4,
-            source: RuleSource::Cidr("0.0.0.0/0".into()),
-        },
+        SecurityGroupRule::icmp(3, 4, RuleSource::Cidr("0.0.0.0/0".into())),
     ])
 }
 

@@ -3,7 +3,7 @@
 
 use crate::abi::{call_host, call_role, Answer, HostV1, RawRole};
 use crate::error::{Result, RoleError};
-use crate::proto::{CmdOutput, Level, ServiceRequest};
+use crate::proto::{CmdOutput, HostInfo, Level, ServiceRequest};
 use crate::role::{base_dispatch, Caller, Hooks};
 use serde::de::DeserializeOwned;
 
@@ -24,10 +24,37 @@ impl<'a> Cx<'a> {
         match call_host(self.host, &bytes, request.name()) {
             Answer::Ok(out) => serde_json::from_slice(&out).map_err(RoleError::from),
             Answer::Err(e) => Err(e),
-            Answer::Unknown => Err(RoleError::host(format!(
-                "this cgcloud does not offer the `{}` service; update cgcloud",
-                request.name()
-            ))),
+            Answer::Unknown => Err(self.missing_service(request.name())),
+        }
+    }
+
+    /// The error for a service this host does not offer, naming both plugin-api versions.
+    fn missing_service(&self, name: &str) -> RoleError {
+        let host = match self.host() {
+            Ok(info) => format!("cgcloud-plugin-api {}", info.api),
+            Err(_) => "an older cgcloud-plugin-api".to_string(),
+        };
+        RoleError::host(format!(
+            "this cgcloud was built with {host} and does not offer the `{name}` service, which this plugin's \
+             cgcloud-plugin-api {} has; update cgcloud to a release built with cgcloud-plugin-api {} or later",
+            crate::API_VERSION,
+            crate::API_VERSION
+        ))
+    }
+
+    /// The plugin's hello: which cgcloud-plugin-api the host was built with and which
+    /// services it offers. Every 1.x host answers it.
+    pub fn host(&self) -> Result<HostInfo> {
+        let request = ServiceRequest::Hello {
+            api: crate::API_VERSION.into(),
+        };
+        let bytes = serde_json::to_vec(&request)?;
+        match call_host(self.host, &bytes, request.name()) {
+            Answer::Ok(out) => serde_json::from_slice(&out).map_err(RoleError::from),
+            Answer::Err(e) => Err(e),
+            Answer::Unknown => Err(RoleError::host(
+                "this cgcloud does not answer the plugin's hello; it predates cgcloud-plugin-api 1.0",
+            )),
         }
     }
 
@@ -201,9 +228,69 @@ impl Caller for LeafCaller<'_, '_> {
         match call_host(self.cx.host, &bytes, "leaf") {
             Answer::Ok(v) => Ok(v),
             Answer::Err(e) => Err(e),
-            Answer::Unknown => Err(RoleError::host(
-                "this cgcloud does not offer the `leaf` service; update cgcloud",
-            )),
+            Answer::Unknown => Err(self.cx.missing_service("leaf")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{with_host, ServiceHandler, STATUS_OK, STATUS_UNKNOWN};
+
+    /// A host of another 1.x that offers only `run` and the hello.
+    struct OtherHost;
+
+    impl ServiceHandler for OtherHost {
+        fn handle(&self, request: &[u8]) -> (u32, Vec<u8>) {
+            let request: serde_json::Value = serde_json::from_slice(request).expect("JSON");
+            match request["service"].as_str() {
+                Some("hello") => {
+                    assert_eq!(
+                        request["api"],
+                        crate::API_VERSION,
+                        "the plugin says its version"
+                    );
+                    let info = HostInfo {
+                        api: "1.0.7".into(),
+                        abi: 1,
+                        services: vec!["run".into(), "hello".into()],
+                    };
+                    (STATUS_OK, serde_json::to_vec(&info).expect("JSON"))
+                }
+                _ => (STATUS_UNKNOWN, Vec::new()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_hello_tells_the_host_version_and_a_missing_service_names_both_versions() {
+        with_host(&OtherHost, |host| {
+            let cx = Cx::new(host, None, "some-box");
+            let info = cx.host().expect("hello answered");
+            assert_eq!(info.api, "1.0.7");
+            assert!(info.offers("run") && !info.offers("sudo"));
+            let e = cx.sudo("true").expect_err("no sudo service");
+            let api = crate::API_VERSION;
+            assert_eq!(
+                e.message,
+                format!(
+                    "this cgcloud was built with cgcloud-plugin-api 1.0.7 and does not offer the `sudo` service, \
+                     which this plugin's cgcloud-plugin-api {api} has; update cgcloud to a release built with \
+                     cgcloud-plugin-api {api} or later"
+                )
+            );
+        });
+    }
+
+    #[test]
+    fn this_host_answers_the_hello_with_every_service_it_offers() {
+        let info = HostInfo::this_build();
+        assert_eq!(info.api, crate::API_VERSION);
+        for service in [
+            "run", "sudo", "put_file", "get_file", "log", "option", "hello",
+        ] {
+            assert!(info.offers(service), "{service}");
         }
     }
 }

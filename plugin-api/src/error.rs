@@ -7,7 +7,7 @@ use std::fmt;
 pub type Result<T, E = RoleError> = std::result::Result<T, E>;
 
 /// What kind of failure a [`RoleError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -20,12 +20,20 @@ pub enum ErrorKind {
     /// A host service failed (e.g. the SSH connection broke) or does not exist in this host.
     Host,
     /// A kind this build does not know; treated as `Failed`.
-    #[serde(other)]
     Unknown,
 }
 
-/// The error of a role hook: a kind and a message (lower-case, names in backticks).
+crate::proto::lenient_enum!(ErrorKind {
+    Failed = "failed",
+    Panicked = "panicked",
+    Cancelled = "cancelled",
+    Host = "host",
+});
+
+/// The error of a role hook: a kind and a message (lower-case, names in backticks). Made with
+/// [`RoleError::failed`] and the other constructors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RoleError {
     pub kind: ErrorKind,
     pub message: String,

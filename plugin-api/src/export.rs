@@ -4,7 +4,9 @@
 use crate::proto::{Manifest, RoleDecl};
 use crate::role::{Role, HOOK_NAMES};
 
-/// One role of a plugin: its identity and how to make it.
+/// One role of a plugin: its identity and how to make it. Made by `export_plugin!`, or with
+/// [`RoleDef::new`] (tests, built-in roles).
+#[non_exhaustive]
 pub struct RoleDef {
     pub name: String,
     /// The parent role (`role` or `plugin/role`), or `None` for a root role.
@@ -14,6 +16,7 @@ pub struct RoleDef {
 }
 
 /// A plugin: a name, a version and its roles. Built-in roles are a `PluginDef` too.
+#[non_exhaustive]
 pub struct PluginDef {
     pub name: &'static str,
     pub version: &'static str,
@@ -21,6 +24,15 @@ pub struct PluginDef {
 }
 
 impl PluginDef {
+    /// A plugin named `name` at `version` with `roles`.
+    pub fn new(name: &'static str, version: &'static str, roles: Vec<RoleDef>) -> Self {
+        Self {
+            name,
+            version,
+            roles,
+        }
+    }
+
     /// The manifest the host reads after loading.
     pub fn manifest(&self) -> Manifest {
         Manifest {
@@ -75,21 +87,21 @@ macro_rules! export_plugin {
         impl $crate::abi::PluginEntry for __CgcloudPlugin {
             fn definition() -> &'static $crate::PluginDef {
                 static DEF: ::std::sync::OnceLock<$crate::PluginDef> = ::std::sync::OnceLock::new();
-                DEF.get_or_init(|| $crate::PluginDef {
-                    name: env!("CARGO_PKG_NAME"),
-                    version: env!("CARGO_PKG_VERSION"),
-                    roles: ::std::vec![ $( $crate::RoleDef {
-                        name: ::std::string::String::from($name),
-                        extends: $crate::__extends!($($extends)?),
-                        description: ::std::string::String::from($description),
-                        new: {
+                DEF.get_or_init(|| $crate::PluginDef::new(
+                    env!("CARGO_PKG_NAME"),
+                    env!("CARGO_PKG_VERSION"),
+                    ::std::vec![ $( $crate::RoleDef::with_constructor(
+                        $name,
+                        $crate::__extends!($($extends)?),
+                        $description,
+                        {
                             fn make() -> ::std::boxed::Box<dyn $crate::Role> {
                                 ::std::boxed::Box::new(($new)())
                             }
                             make
                         },
-                    } ),* ],
-                })
+                    ) ),* ],
+                ))
             }
         }
 
@@ -133,8 +145,10 @@ macro_rules! __extends {
     };
 }
 
-/// What the build-info string says, parsed by the host before `dlopen`.
+/// What the build-info string says, parsed by the host before `dlopen`. For cgcloud itself.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BuildInfo {
     pub abi: u32,
     pub api: String,
@@ -186,6 +200,22 @@ impl BuildInfo {
 }
 
 impl RoleDef {
+    /// A role made by `new` (what `export_plugin!` expands to).
+    #[doc(hidden)]
+    pub fn with_constructor(
+        name: &str,
+        extends: Option<String>,
+        description: &str,
+        new: fn() -> Box<dyn Role>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            extends,
+            description: description.into(),
+            new,
+        }
+    }
+
     /// A root role made with `R::default()`.
     pub fn new<R: Role + Default>(name: &str, description: &str) -> Self {
         fn make<R: Role + Default>() -> Box<dyn Role> {

@@ -141,6 +141,7 @@ impl ServiceHandler for Invoker<'_> {
             ServiceRequest::Option { name } => reply(Ok(s.option(&name))),
             ServiceRequest::Cancelled => reply(Ok(s.is_cancelled())),
             ServiceRequest::Role => reply(Ok(self.role)),
+            ServiceRequest::Hello { .. } => reply(Ok(crate::proto::HostInfo::this_build())),
             ServiceRequest::Leaf { hook, args } => match self.call_json(&hook, args.into_bytes()) {
                 Ok(v) => (STATUS_OK, v),
                 Err(e) => err_reply(e),

@@ -38,19 +38,24 @@
 //! ```
 //!
 //! Stability: this crate's major version is the plugin ABI's major. Within 1.x, hooks, host
-//! services and fields are only added; a plugin built against any 1.x loads in a cgcloud
-//! built with any other 1.x.
+//! services, constructors and fields are only added; a plugin built against any 1.x loads in
+//! a cgcloud built with any other 1.x, and code written against 1.0 compiles against every
+//! later 1.x. What is documented here is that promise; items hidden from these docs (the
+//! `abi` and `host` modules, the manifest and wire requests) are cgcloud's own and may change
+//! in any release.
 //!
 //! Modules: [`role`] (the trait and its hooks), [`cx`] (the hook context), [`proto`] (the
 //! data that crosses the boundary), [`features`] (package managers to compose), [`testing`]
-//! (a fake host for unit tests), [`host`] (for cgcloud itself), [`abi`] (the frozen ABI).
+//! (a fake host for unit tests), [`base`] (what a hook does when no role overrides it).
 
+#[doc(hidden)]
 pub mod abi;
 pub mod base;
 pub mod cx;
 mod error;
 mod export;
 pub mod features;
+#[doc(hidden)]
 pub mod host;
 pub mod proto;
 pub mod role;
@@ -60,8 +65,8 @@ pub use cx::Cx;
 pub use error::{ErrorKind, Result, RoleError};
 pub use export::{BuildInfo, PluginDef, RoleDef};
 pub use proto::{
-    Arch, BaseImageQuery, BlockDevice, CloudConfig, CmdOutput, IamPolicy, Level, OptionKind,
-    RoleOption, RuleSource, SecurityGroupRule, Substitution, Virtualization,
+    Arch, BaseImageQuery, BlockDevice, CloudConfig, CmdOutput, HostInfo, IamPolicy, Level,
+    OptionKind, RoleOption, RuleSource, SecurityGroupRule, Substitution, Virtualization,
 };
 pub use role::{Hooks, Role};
 
@@ -70,9 +75,9 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything a role author needs: `use cgcloud_plugin_api::prelude::*;`.
 pub mod prelude {
-    pub use crate::features::{apt, dnf, shell_quote};
+    pub use crate::features::{apt, dnf, shell_quote, PackageManager};
     pub use crate::{
-        Arch, BaseImageQuery, BlockDevice, CloudConfig, CmdOutput, Cx, IamPolicy, Level,
+        Arch, BaseImageQuery, BlockDevice, CloudConfig, CmdOutput, Cx, HostInfo, IamPolicy, Level,
         OptionKind, Result, Role, RoleDef, RoleError, RoleOption, RuleSource, SecurityGroupRule,
         Substitution, Virtualization,
     };

@@ -3,15 +3,36 @@
 //!
 //! Compatibility rule (ABI v1): fields are only ever added, always with `#[serde(default)]`, and
 //! unknown fields are ignored, so a plugin and a host built against different 1.x versions still
-//! understand each other. Enums that may grow have an `Unknown` variant that older code decodes
-//! new values into.
+//! understand each other. Every enum that crosses the boundary has an `Unknown` variant that
+//! older code decodes new values into, whatever they carry. Structs authors build are
+//! `#[non_exhaustive]` and built with constructors (`SecurityGroupRule::tcp`, …), so a field
+//! added in a later 1.x breaks no author's code.
+
+/// Implements `Deserialize` for a wire enum of unit variants: its names, and anything else (a
+/// name this build does not know, or a value carrying data) as `Unknown`.
+macro_rules! lenient_enum {
+    ($ty:ident { $($variant:ident = $name:literal),* $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let value = serde_json::Value::deserialize(d)?;
+                Ok(match value.as_str() {
+                    $(Some($name) => Self::$variant,)*
+                    _ => Self::Unknown,
+                })
+            }
+        }
+    };
+}
+pub(crate) use lenient_enum;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What a plugin says about itself, read by the host right after loading.
+/// What a plugin says about itself, read by the host right after loading. For cgcloud itself.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Manifest {
     /// The plugin's name (its crate name).
     pub name: String,
@@ -29,7 +50,10 @@ pub struct Manifest {
 }
 
 /// A role as declared in `export_plugin!`: identity only; everything else comes from hooks.
+/// For cgcloud itself.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RoleDecl {
     /// The role's name, e.g. `mongodb-box`.
     pub name: String,
@@ -42,20 +66,25 @@ pub struct RoleDecl {
 }
 
 /// The type of a role option's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum OptionKind {
     String,
+    /// `true` or `false` (`True` and `False` are accepted too).
     Bool,
+    /// A whole number (64 bits, signed).
     Int,
     /// A kind this build does not know; treat the value as a string.
-    #[serde(other)]
     Unknown,
 }
 
+lenient_enum!(OptionKind { String = "string", Bool = "bool", Int = "int" });
+
 /// A role option: set with `-O NAME=VALUE` or in the config file, read with `Cx::option`.
+/// Built with [`RoleOption::string`], [`RoleOption::bool`] or [`RoleOption::int`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RoleOption {
     /// `^[A-Za-z][0-9A-Za-z_]*$`
     pub name: String,
@@ -70,15 +99,27 @@ pub struct RoleOption {
 }
 
 impl RoleOption {
-    /// A string option without default.
-    pub fn string(name: &str, help: &str) -> Self {
+    /// An option of `kind` without default.
+    pub fn new(name: &str, kind: OptionKind, help: &str) -> Self {
         Self {
             name: name.into(),
-            kind: OptionKind::String,
+            kind,
             help: help.into(),
             default: None,
             inherited: false,
         }
+    }
+    /// A string option without default.
+    pub fn string(name: &str, help: &str) -> Self {
+        Self::new(name, OptionKind::String, help)
+    }
+    /// A boolean option without default (`true` or `false`).
+    pub fn bool(name: &str, help: &str) -> Self {
+        Self::new(name, OptionKind::Bool, help)
+    }
+    /// A whole-number option without default.
+    pub fn int(name: &str, help: &str) -> Self {
+        Self::new(name, OptionKind::Int, help)
     }
     /// Sets the default value.
     pub fn with_default(mut self, value: &str) -> Self {
@@ -93,32 +134,35 @@ impl RoleOption {
 }
 
 /// EC2 virtualization types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Virtualization {
     Hvm,
     Paravirtual,
     /// A value this build does not know; the host ignores it.
-    #[serde(other)]
     Unknown,
 }
 
+lenient_enum!(Virtualization { Hvm = "hvm", Paravirtual = "paravirtual" });
+
 /// CPU architectures of images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Arch {
     X86_64,
     Arm64,
     /// A value this build does not know; the host ignores it.
-    #[serde(other)]
     Unknown,
 }
+
+lenient_enum!(Arch { X86_64 = "x86_64", Arm64 = "arm64" });
 
 /// How to find a role's base image: images owned by `owner` whose name matches `name_pattern`
 /// (EC2 wildcards), newest first. The owner is always checked, never the name alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BaseImageQuery {
     /// The AWS account id that must own the image.
     pub owner: String,
@@ -127,8 +171,20 @@ pub struct BaseImageQuery {
     pub arch: Arch,
 }
 
-/// Where a security-group rule lets traffic in from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl BaseImageQuery {
+    /// Images of `arch` owned by account `owner` whose name matches `name_pattern`.
+    pub fn new(owner: &str, name_pattern: &str, arch: Arch) -> Self {
+        Self {
+            owner: owner.into(),
+            name_pattern: name_pattern.into(),
+            arch,
+        }
+    }
+}
+
+/// Where a security-group rule lets traffic in from. On the wire: `{"kind": "cidr", "value":
+/// "10.0.0.0/8"}`, `{"kind": "same-group"}`, `{"kind": "ssh-clients"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 #[non_exhaustive]
 pub enum RuleSource {
@@ -138,13 +194,28 @@ pub enum RuleSource {
     SameGroup,
     /// Wherever the host lets SSH in from (its configuration decides).
     SshClients,
-    /// A source this build does not know; the host refuses the rule.
-    #[serde(other)]
+    /// A source this build does not know (whatever it carries); the host refuses the rule.
     Unknown,
 }
 
-/// One ingress rule of a role's security group.
+impl<'de> Deserialize<'de> for RuleSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        let kind = value.get("kind").and_then(|k| k.as_str());
+        let carried = value.get("value");
+        Ok(match (kind, carried) {
+            (Some("cidr"), Some(serde_json::Value::String(cidr))) => Self::Cidr(cidr.clone()),
+            (Some("same-group"), _) => Self::SameGroup,
+            (Some("ssh-clients"), _) => Self::SshClients,
+            _ => Self::Unknown,
+        })
+    }
+}
+
+/// One ingress rule of a role's security group, e.g.
+/// `SecurityGroupRule::tcp(80, RuleSource::Cidr("0.0.0.0/0".into()))`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SecurityGroupRule {
     /// `tcp`, `udp` or `icmp`.
     pub protocol: String,
@@ -155,8 +226,38 @@ pub struct SecurityGroupRule {
     pub source: RuleSource,
 }
 
+impl SecurityGroupRule {
+    /// Traffic of `protocol` (`tcp`, `udp`, `icmp`) to ports `from_port..=to_port` (ICMP: type
+    /// and code) from `source`.
+    pub fn new(protocol: &str, from_port: i32, to_port: i32, source: RuleSource) -> Self {
+        Self {
+            protocol: protocol.into(),
+            from_port,
+            to_port,
+            source,
+        }
+    }
+    /// TCP to `port` from `source`.
+    pub fn tcp(port: u16, source: RuleSource) -> Self {
+        Self::new("tcp", port.into(), port.into(), source)
+    }
+    /// TCP to ports `from..=to` from `source`.
+    pub fn tcp_range(from: u16, to: u16, source: RuleSource) -> Self {
+        Self::new("tcp", from.into(), to.into(), source)
+    }
+    /// UDP to `port` from `source`.
+    pub fn udp(port: u16, source: RuleSource) -> Self {
+        Self::new("udp", port.into(), port.into(), source)
+    }
+    /// ICMP of type `icmp_type` and code `code` from `source`.
+    pub fn icmp(icmp_type: i32, code: i32, source: RuleSource) -> Self {
+        Self::new("icmp", icmp_type, code, source)
+    }
+}
+
 /// An inline IAM policy of a role's instance profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IamPolicy {
     /// The inline policy's name, e.g. `ec2_read_only`.
     pub name: String,
@@ -164,8 +265,20 @@ pub struct IamPolicy {
     pub document: String,
 }
 
-/// A block device a role wants at launch, in addition to the root volume.
+impl IamPolicy {
+    /// The inline policy `name` with `document` (JSON text).
+    pub fn new(name: &str, document: &str) -> Self {
+        Self {
+            name: name.into(),
+            document: document.into(),
+        }
+    }
+}
+
+/// A block device a role wants at launch, in addition to the root volume: built with
+/// [`BlockDevice::ebs`] or [`BlockDevice::instance_store`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BlockDevice {
     /// e.g. `/dev/sdf`.
     pub device_name: String,
@@ -177,12 +290,43 @@ pub struct BlockDevice {
     pub virtual_name: Option<String>,
 }
 
+impl BlockDevice {
+    /// An EBS volume of `size_gib` GiB at `device_name` (e.g. `/dev/sdf`).
+    pub fn ebs(device_name: &str, size_gib: u32) -> Self {
+        Self {
+            device_name: device_name.into(),
+            size_gib: Some(size_gib),
+            virtual_name: None,
+        }
+    }
+    /// Instance-store volume `virtual_name` (`ephemeral0`, …) at `device_name`.
+    pub fn instance_store(device_name: &str, virtual_name: &str) -> Self {
+        Self {
+            device_name: device_name.into(),
+            size_gib: None,
+            virtual_name: Some(virtual_name.into()),
+        }
+    }
+}
+
 /// Cloud-config contributions, merged by the host into the instance's user data: top-level
-/// keys to values (e.g. `runcmd`, `bootcmd`, `write_files`).
+/// keys to values (e.g. `runcmd`, `bootcmd`, `write_files`). Start from
+/// `CloudConfig::default()` (or the parent's) and use [`CloudConfig::set`] and
+/// [`CloudConfig::append`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CloudConfig(pub BTreeMap<String, serde_json::Value>);
 
 impl CloudConfig {
+    /// Sets top-level `key` to `value`, replacing what was there.
+    pub fn set(&mut self, key: &str, value: serde_json::Value) {
+        self.0.insert(key.to_string(), value);
+    }
+    /// The value under top-level `key`.
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.0.get(key)
+    }
+
     /// Appends `items` to the list under `key`, creating it if needed.
     pub fn append(&mut self, key: &str, items: impl IntoIterator<Item = serde_json::Value>) {
         let entry = self
@@ -200,9 +344,20 @@ impl CloudConfig {
 
 /// A package substitution: `package` is replaced by `replacement` (empty: dropped).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Substitution {
     pub package: String,
     pub replacement: Vec<String>,
+}
+
+impl Substitution {
+    /// `package` is replaced by `replacement` (none: the package is dropped).
+    pub fn new<S: AsRef<str>>(package: &str, replacement: &[S]) -> Self {
+        Self {
+            package: package.into(),
+            replacement: replacement.iter().map(|r| r.as_ref().to_string()).collect(),
+        }
+    }
 }
 
 /// Applies substitutions transitively, cycle-safe, keeping first-seen order and removing
@@ -232,8 +387,10 @@ pub fn substitute_packages(packages: &[String], subs: &[Substitution]) -> Vec<St
     out
 }
 
-/// The result of a remote command.
+/// The result of a remote command: what `cx.run` and `cx.run_unchecked` return, e.g.
+/// `cx.run("hostname")?.stdout`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CmdOutput {
     /// The exit status; `-1` if the command was killed by a signal.
     pub status: i32,
@@ -241,8 +398,23 @@ pub struct CmdOutput {
     pub stderr: String,
 }
 
+impl CmdOutput {
+    /// A command's result (for fake hosts in tests).
+    pub fn new(status: i32, stdout: &str, stderr: &str) -> Self {
+        Self {
+            status,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
+    }
+    /// A successful command that printed `stdout`.
+    pub fn success(stdout: &str) -> Self {
+        Self::new(0, stdout, "")
+    }
+}
+
 /// Log levels of `Cx::log`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Level {
@@ -251,13 +423,59 @@ pub enum Level {
     Info,
     Debug,
     /// A level this build does not know; logged as `info`.
-    #[serde(other)]
     Unknown,
 }
 
-/// A call from role code to the host, serialized as JSON with a `service` tag.
+lenient_enum!(Level { Error = "error", Warn = "warn", Info = "info", Debug = "debug" });
+
+/// What the host says about itself in answer to the plugin's hello (`Cx::host`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HostInfo {
+    /// The cgcloud-plugin-api version cgcloud was built with.
+    pub api: String,
+    /// The plugin ABI major cgcloud speaks.
+    pub abi: u32,
+    /// The host services cgcloud offers, by name (`run`, `sudo`, `put_file`, …).
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+impl HostInfo {
+    /// What this build of plugin-api offers (the host's answer).
+    pub fn this_build() -> Self {
+        Self {
+            api: crate::API_VERSION.into(),
+            abi: crate::abi::ABI_MAJOR,
+            services: SERVICES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+    /// Whether the host offers service `name`.
+    pub fn offers(&self, name: &str) -> bool {
+        self.services.iter().any(|s| s == name)
+    }
+}
+
+/// The host services of this build, by name.
+pub const SERVICES: &[&str] = &[
+    "run",
+    "sudo",
+    "put_file",
+    "get_file",
+    "log",
+    "option",
+    "cancelled",
+    "role",
+    "leaf",
+    "hello",
+];
+
+/// A call from role code to the host, serialized as JSON with a `service` tag. For cgcloud
+/// itself; a host answers a service it does not know with `STATUS_UNKNOWN`.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "service", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ServiceRequest {
     /// Run a command as the admin account.
     Run { command: String },
@@ -292,6 +510,8 @@ pub enum ServiceRequest {
     Role,
     /// Call `hook` on the most derived role (virtual dispatch), args as JSON text.
     Leaf { hook: String, args: String },
+    /// The plugin's hello: its plugin-api version; the host answers with its [`HostInfo`].
+    Hello { api: String },
 }
 
 impl ServiceRequest {
@@ -307,6 +527,7 @@ impl ServiceRequest {
             Self::Cancelled => "cancelled",
             Self::Role => "role",
             Self::Leaf { .. } => "leaf",
+            Self::Hello { .. } => "hello",
         }
     }
 }
@@ -361,12 +582,80 @@ mod tests {
         assert_eq!(got, s(&["htop", "python3.12", "openssl-devel", "a"]));
     }
 
+    /// Every known value survives the wire; anything else, also a value carrying data,
+    /// decodes into `Unknown`.
+    fn check_wire_enum<T>(known: &[T], unknown: T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Clone,
+    {
+        for k in known {
+            let text = serde_json::to_string(k).expect("serializes");
+            let back: T = serde_json::from_str(&text).expect("decodes");
+            assert_eq!(&back, k, "{text}");
+        }
+        for text in [
+            r#""from-the-future""#,
+            r#"{"kind":"from-the-future","value":{"a":[1,2]}}"#,
+            r#"{"from-the-future":"x"}"#,
+            "42",
+            "null",
+            r#"["a"]"#,
+        ] {
+            let got: T = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(got, unknown.clone(), "{text}");
+        }
+    }
+
     #[test]
-    fn unknown_enum_values_decode_to_unknown() {
-        let v: Virtualization = serde_json::from_str("\"nitro-v9\"").expect("decodes");
-        assert_eq!(v, Virtualization::Unknown);
-        let l: Level = serde_json::from_str("\"trace\"").expect("decodes");
-        assert_eq!(l, Level::Unknown);
+    fn every_wire_enum_decodes_unknown_values_into_unknown() {
+        use OptionKind as K;
+        check_wire_enum(&[K::String, K::Bool, K::Int, K::Unknown], K::Unknown);
+        use Virtualization as V;
+        check_wire_enum(&[V::Hvm, V::Paravirtual, V::Unknown], V::Unknown);
+        check_wire_enum(&[Arch::X86_64, Arch::Arm64, Arch::Unknown], Arch::Unknown);
+        use Level as L;
+        check_wire_enum(
+            &[L::Error, L::Warn, L::Info, L::Debug, L::Unknown],
+            L::Unknown,
+        );
+        use crate::ErrorKind as E;
+        check_wire_enum(
+            &[E::Failed, E::Panicked, E::Cancelled, E::Host, E::Unknown],
+            E::Unknown,
+        );
+        use RuleSource as R;
+        check_wire_enum(
+            &[
+                R::Cidr("10.0.0.0/8".into()),
+                R::SameGroup,
+                R::SshClients,
+                R::Unknown,
+            ],
+            R::Unknown,
+        );
+        // A known kind carrying what it does not carry in this build is still understood;
+        // a CIDR without one is not.
+        let r: RuleSource =
+            serde_json::from_str(r#"{"kind":"same-group","value":"sg-1"}"#).expect("decodes");
+        assert_eq!(r, R::SameGroup);
+        let r: RuleSource = serde_json::from_str(r#"{"kind":"cidr"}"#).expect("decodes");
+        assert_eq!(r, R::Unknown);
+    }
+
+    #[test]
+    fn wire_names_are_pinned() {
+        let names = |v: Vec<String>| v.join(" ");
+        assert_eq!(
+            names(vec![
+                serde_json::to_string(&OptionKind::Bool).unwrap(),
+                serde_json::to_string(&Virtualization::Paravirtual).unwrap(),
+                serde_json::to_string(&Arch::X86_64).unwrap(),
+                serde_json::to_string(&Level::Warn).unwrap(),
+                serde_json::to_string(&RuleSource::Cidr("1.2.3.4/32".into())).unwrap(),
+                serde_json::to_string(&RuleSource::SshClients).unwrap(),
+            ]),
+            r#""bool" "paravirtual" "x86_64" "warn" {"kind":"cidr","value":"1.2.3.4/32"} {"kind":"ssh-clients"}"#
+        );
     }
 
     #[test]

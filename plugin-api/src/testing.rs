@@ -200,7 +200,10 @@ impl TestRole {
     pub fn new(role: &RoleDef, parents: &[&RoleDef]) -> Self {
         let mut built: Vec<OwnedRole> = Vec::new();
         for def in parents.iter().rev().chain(std::iter::once(&role)) {
-            let child = instantiate_local("testing", def, built.last());
+            // SAFETY: every role's parent is the element before it in `built`; after the
+            // reverse below the leaf is first, and a `Vec` drops its elements in order, so
+            // each child is dropped before its parent.
+            let child = unsafe { instantiate_local("testing", def, built.last()) };
             built.push(child);
         }
         built.reverse();

@@ -316,6 +316,7 @@ fn a_plugin_role_creates_and_provisions_a_real_box() {
         "site_title=Hello from a plugin",
         "--json",
     ]);
+    let made = stderr(&o);
     let box_ = created(&o);
     let o = c.run(&[
         "--plugin",
@@ -342,6 +343,15 @@ fn a_plugin_role_creates_and_provisions_a_real_box() {
         body.contains("cgcloud:namespace"),
         "the ownership tag is there at launch: {body}"
     );
+    // The role's own ingress rule, next to its parent's.
+    let groups = c.ec2(&[("Action", "DescribeSecurityGroups")]);
+    let ports = xml_fields(&groups, "fromPort");
+    assert!(
+        ports.iter().any(|p| p == "80") && ports.iter().any(|p| p == "22"),
+        "{groups}"
+    );
+    // Run as another user and read a command's output, on the real box.
+    assert!(made.contains("serves `Hello from a plugin`"), "{made}");
     assert_success(&c.run(&["--plugin", p, "terminate", "example-web-box"]));
 }
 

@@ -91,7 +91,10 @@ fn a_plugin_given_with_plugin_adds_its_roles() {
         ],
     );
     assert_success(&o);
-    assert_eq!(stdout(&o), "site_title: The title of the welcome page\n");
+    assert_eq!(
+        stdout(&o),
+        "site_title (text, default `cgcloud`): The title of the welcome page\n"
+    );
 
     // A directory contributes its lib*.so files.
     let dir = tempfile::tempdir().unwrap();
@@ -191,6 +194,34 @@ fn version_pins_are_enforced() {
         &["--plugin", lib.to_str().unwrap(), "list-roles"],
     );
     assert_user_error(&o, "does not satisfy the pinned requirement `^0.3`");
+    // `plugin list` shows what is wrong instead of failing: the built-in roles, and the problem.
+    let o = cg(
+        home.path(),
+        &["--plugin", lib.to_str().unwrap(), "plugin", "list"],
+    );
+    assert_success(&o);
+    let text = stdout(&o);
+    assert!(text.contains("generic-debian-bookworm-box"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("problem: ")
+            && l.contains("does not satisfy the pinned requirement `^0.3`")),
+        "{text}"
+    );
+    let o = cg(
+        home.path(),
+        &[
+            "--plugin",
+            lib.to_str().unwrap(),
+            "plugin",
+            "list",
+            "--json",
+        ],
+    );
+    assert_success(&o);
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(listed["problems"][0]["problem"]
+        .as_str()
+        .is_some_and(|p| p.contains("`^0.3`")));
     std::fs::write(
         home.path().join("cgcloud.toml"),
         "[plugins.require]\nexample-roles = \"^0.1\"\n",

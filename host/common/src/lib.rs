@@ -1,4 +1,5 @@
-//! Pure data shared by the cgcloud CLI and its on-box agent: no I/O, no AWS SDK, no async.
+//! What the cgcloud CLI, its plugin host and its on-box agent share: pure data (no AWS SDK, no
+//! async), and the one atomic file writer ([`fsutil`]).
 //!
 //! | Module | What it owns | Entry points |
 //! |---|---|---|
@@ -7,6 +8,7 @@
 //! | [`d32`] | the order-preserving base32 used in test namespaces and IAM role names | [`d32::encode`], [`d32::decode`] |
 //! | [`iam`] | the hashed IAM role name of a role's feature chain | [`role_name_for_chain`] |
 //! | [`arn`] | ARN partitions of regions | [`partition_for_region`] |
+//! | [`fsutil`] | replacing a file atomically, with mode and owner | [`fsutil::write_atomic`] |
 //! | [`elf`] | the machine, loader and newest glibc version of a Linux program | [`elf::inspect`], [`elf::Arch`] |
 //! | [`zone`] | availability-zone names and their regions | [`region_of_zone`] |
 //! | [`keys`] | OpenSSH public keys and the fingerprints EC2 reports | [`parse_public_key`], [`ec2_import_fingerprint`], [`fingerprints_match`], [`key_matches_ec2_fingerprint`] |
@@ -32,6 +34,7 @@ pub mod arn;
 pub mod console;
 pub mod d32;
 pub mod elf;
+pub mod fsutil;
 pub mod iam;
 pub mod keypairs;
 pub mod keys;

@@ -45,18 +45,22 @@ pub enum PluginError {
         why: String,
     },
 
-    #[error("plugin `{name}` (`{}`) speaks plugin ABI {abi}; this cgcloud speaks ABI {host}; rebuild the plugin against cgcloud-plugin-api {host}.x or use a cgcloud that speaks ABI {abi}", show(file))]
+    #[error("plugin `{name}` (`{}`) was built with cgcloud-plugin-api {api} (plugin ABI {abi}); this cgcloud was built with cgcloud-plugin-api {host_api} (ABI {host}); rebuild the plugin against cgcloud-plugin-api {host}.x, or use a cgcloud built with cgcloud-plugin-api {abi}.x", show(file))]
     AbiMismatch {
         name: String,
         file: PathBuf,
+        /// The plugin's cgcloud-plugin-api version.
+        api: String,
         abi: u32,
+        /// This cgcloud's cgcloud-plugin-api version.
+        host_api: &'static str,
         host: u32,
     },
 
     #[error("plugin `{name}` (`{}`) was built with `panic = \"abort\"`, so a panic in it would kill cgcloud; rebuild it with the default `panic = \"unwind\"`", show(file))]
     PanicAbort { name: String, file: PathBuf },
 
-    #[error("plugin `{name}` (`{}`) was built against an incompatible cgcloud-plugin-api ({detail}); rebuild it against cgcloud-plugin-api 1.x", show(file))]
+    #[error("plugin `{name}` (`{}`) was built against an incompatible cgcloud-plugin-api ({detail}); this cgcloud was built with cgcloud-plugin-api {}; rebuild the plugin against cgcloud-plugin-api 1.x", show(file), cgcloud_plugin_api::API_VERSION)]
     Incompatible {
         name: String,
         file: PathBuf,

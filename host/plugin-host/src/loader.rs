@@ -116,7 +116,9 @@ pub fn inspect(
         return Err(PluginError::AbiMismatch {
             name: info.name,
             file: path.clone(),
+            api: info.api,
             abi: info.abi,
+            host_api: cgcloud_plugin_api::API_VERSION,
             host: ABI_MAJOR,
         });
     }
@@ -177,7 +179,9 @@ pub fn load(inspected: Inspected) -> Result<Loaded, PluginError> {
         return Err(PluginError::AbiMismatch {
             name,
             file: path,
+            api: inspected.info.api.clone(),
             abi: module.abi_major(),
+            host_api: cgcloud_plugin_api::API_VERSION,
             host: ABI_MAJOR,
         });
     }
@@ -195,7 +199,9 @@ pub fn load(inspected: Inspected) -> Result<Loaded, PluginError> {
         return Err(PluginError::AbiMismatch {
             name,
             file: path,
+            api: manifest.api.clone(),
             abi: manifest.abi,
+            host_api: cgcloud_plugin_api::API_VERSION,
             host: ABI_MAJOR,
         });
     }

@@ -62,36 +62,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// Writes `data` to `path` atomically: an exclusive, randomly named temporary file in the same
-/// directory (mode `mode` from the start), filled, synced, renamed over `path`, and the
-/// directory synced. A crash leaves the old file or the new one, never a mix; nobody can plant
-/// the temporary file or read it half-written.
+/// Writes `data` to `path` atomically with `mode` (`cgcloud_common::fsutil::write_atomic`),
+/// creating the folder if needed.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PluginError> {
-    use std::io::Write;
     let err = |e| PluginError::Write(path.to_path_buf(), e);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".cgcloud-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(mode));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
     }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
-    tmp.write_all(data).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
+    cgcloud_common::fsutil::write_atomic(path, data, mode, None).map_err(err)
 }
 
 /// Creates cgcloud's data directory `dir` (mode 0700) if it is missing, and takes group and

@@ -374,19 +374,35 @@ impl Registry {
         for &i in chain.iter().rev() {
             let r = &self.roles[i];
             let p = &self.plugins[r.plugin];
+            // SAFETY (both calls): each role's parent is the element before it in `built`,
+            // which is reversed (leaf first) before anything is dropped, here on failure and
+            // below for the handle, so every child is dropped before its parent.
             let role = match &p.kind {
-                Kind::Builtin(def) => {
-                    let role_def = def
-                        .roles
-                        .iter()
-                        .find(|d| d.name == r.name)
-                        .ok_or_else(|| PluginError::NoSuchRole(r.name.clone()))?;
-                    instantiate_local(def.name, role_def, built.last())
+                Kind::Builtin(def) => match def.roles.iter().find(|d| d.name == r.name) {
+                    Some(role_def) => {
+                        Ok(unsafe { instantiate_local(def.name, role_def, built.last()) })
+                    }
+                    None => Err(PluginError::NoSuchRole(r.name.clone())),
+                },
+                Kind::Loaded(module) => {
+                    unsafe { instantiate_plugin(*module, &r.name, built.last()) }.map_err(|e| {
+                        PluginError::from(HookError::new(
+                            &p.name,
+                            &p.version,
+                            &r.name,
+                            "instantiate",
+                            e,
+                        ))
+                    })
                 }
-                Kind::Loaded(module) => instantiate_plugin(*module, &r.name, built.last())
-                    .map_err(|e| HookError::new(&p.name, &p.version, &r.name, "instantiate", e))?,
             };
-            built.push(role);
+            match role {
+                Ok(role) => built.push(role),
+                Err(e) => {
+                    built.reverse();
+                    return Err(e);
+                }
+            }
         }
         built.reverse();
         let r = &self.roles[leaf];
@@ -400,6 +416,28 @@ impl Registry {
             p.file.clone(),
             chain[1..].iter().map(|&j| self.qualified(j)).collect(),
         ))
+    }
+}
+
+/// Loads every plugin that can be loaded and lists, one each, the problems of those that
+/// cannot (what `cgcloud plugin list` shows instead of failing). The registry has at least the
+/// built-in roles.
+pub fn load_what_loads(sources: &PluginSources) -> (Registry, Vec<Problem>) {
+    let mut problems: Vec<Problem> = Vec::new();
+    let result = Registry::load_with(
+        sources,
+        &mut |e| {
+            problems.push(Problem::from(&e));
+            Ok(())
+        },
+        false,
+    );
+    match result {
+        Ok(reg) => (reg, problems),
+        Err(e) => {
+            problems.push(Problem::from(&e));
+            (Registry::builtins_only(), problems)
+        }
     }
 }
 

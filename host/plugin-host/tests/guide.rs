@@ -1,8 +1,10 @@
 //! PLUGINS.md is exercised as written: its Rust code is the example plugin's real code, and its
-//! author commands (`cargo new`, `cargo test`, `cargo build --release`) are run on a fresh
-//! crate made from its `Cargo.toml` and code; the result is then listed, added, pinned and
-//! verified through the library calls behind `cgcloud --plugin … list-roles`,
-//! `cgcloud plugin add` and `cgcloud plugin verify` (the CLI tests run those commands).
+//! author commands (`git clone`, `cargo new`, `cargo test`, `cargo build --release`, `cargo
+//! doc`) are run in a folder outside this repository on a fresh crate made from its
+//! `Cargo.toml` and code, unchanged; the result is then listed, added, pinned and verified
+//! through the library calls behind `cgcloud --plugin … list-roles`, `cgcloud plugin add` and
+//! `cgcloud plugin verify` (the CLI tests run those commands). The tests reach no network but
+//! the package registry: the clone is this checkout, linked where the guide clones to.
 
 use cgcloud_plugin_host::{add_plugin, verify, PluginSources, Registry};
 use std::path::{Path, PathBuf};
@@ -74,6 +76,7 @@ fn plugins_md_author_commands_work() {
         cargo_commands,
         [
             "cargo new --lib my-roles",
+            "cargo doc --no-deps --open -p cgcloud-plugin-api",
             "cargo test",
             "cargo build --release"
         ]
@@ -97,7 +100,13 @@ fn plugins_md_author_commands_work() {
         .map(String::as_str)
         .filter(|c| !c.starts_with("cargo ") && !c.starts_with("cgcloud "))
         .collect();
-    assert_eq!(others, ["cd my-roles"]);
+    assert_eq!(
+        others,
+        [
+            "git clone https://github.com/cgcloud-rs/cgcloud",
+            "cd my-roles"
+        ]
+    );
 
     let tomls: Vec<&String> = blocks
         .iter()
@@ -111,22 +120,43 @@ fn plugins_md_author_commands_work() {
         .map(|(_, b)| b.clone())
         .expect("rust block");
 
-    // `cargo new --lib my-roles`, then the guide's Cargo.toml and code. The crates are not
-    // on crates.io from this checkout, so a patch points them at this repository.
+    // `git clone …` (this checkout, linked), `cargo new --lib my-roles`, then the guide's
+    // Cargo.toml and code as they are written.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let work = tempfile::tempdir().expect("dir");
+    std::os::unix::fs::symlink(&root, work.path().join("cgcloud")).expect("the clone");
     run(Command::new(&cargo)
         .args(["new", "--lib", "my-roles", "--quiet"])
         .current_dir(work.path()));
     let krate = work.path().join("my-roles");
-    let patched = format!(
-        "{manifest}\n[workspace]\n\n[patch.crates-io]\ncgcloud-plugin-api = {{ path = {:?} }}\ncgcloud-builtin-roles = {{ path = {:?} }}\n",
-        root.join("plugin-api").display().to_string(),
-        root.join("plugins/builtin").display().to_string()
-    );
-    std::fs::write(krate.join("Cargo.toml"), patched).expect("manifest");
+    std::fs::write(krate.join("Cargo.toml"), manifest).expect("manifest");
     std::fs::write(krate.join("src/lib.rs"), &code).expect("code");
     let target = root.join("target/plugin-fixtures/guide");
+    // `cargo doc --no-deps --open -p cgcloud-plugin-api`, without opening a browser.
+    run(Command::new(&cargo)
+        .args(["doc", "--no-deps", "--quiet", "-p", "cgcloud-plugin-api"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&krate));
+    let reference = target.join("doc/cgcloud_plugin_api");
+    for page in [
+        "index.html",
+        "proto/struct.SecurityGroupRule.html",
+        "proto/enum.RuleSource.html",
+        "proto/struct.CmdOutput.html",
+        "cx/struct.Cx.html",
+    ] {
+        assert!(
+            reference.join(page).is_file(),
+            "the API reference has {page}"
+        );
+    }
+    let cx = std::fs::read_to_string(reference.join("cx/struct.Cx.html")).expect("Cx page");
+    for method in ["sudo_as", "run_unchecked", "host"] {
+        assert!(
+            cx.contains(&format!("method.{method}")),
+            "Cx documents {method}"
+        );
+    }
     run(Command::new(&cargo)
         .args(["test", "--quiet"])
         .env("CARGO_TARGET_DIR", &target)

@@ -179,7 +179,7 @@ fn abi_major_the_host_does_not_speak_is_refused() {
     let e = load_err(&cli(&[&lib], data.path()));
     assert_eq!(
         e.to_string(),
-        format!("plugin `abi-two` (`{}`) speaks plugin ABI 2; this cgcloud speaks ABI 1; rebuild the plugin against cgcloud-plugin-api 1.x or use a cgcloud that speaks ABI 2", lib.canonicalize().expect("c").display())
+        format!("plugin `abi-two` (`{}`) was built with cgcloud-plugin-api 2.0.0 (plugin ABI 2); this cgcloud was built with cgcloud-plugin-api 1.0.0 (ABI 1); rebuild the plugin against cgcloud-plugin-api 1.x, or use a cgcloud built with cgcloud-plugin-api 2.x", lib.canonicalize().expect("c").display())
     );
     assert!(!is_mapped(&lib));
     assert_unaffected(data.path());
@@ -382,7 +382,7 @@ fn plugin_built_against_this_api_runs_in_a_newer_host() {
     let commands: Vec<String> = serde_json::from_value(json["commands"].clone()).expect("list");
     assert_eq!(
         commands.last().map(String::as_str),
-        Some("sudo: systemctl enable --now nginx")
+        Some("run: dpkg-query -W -f='${Version}' nginx")
     );
 }
 
@@ -416,7 +416,10 @@ fn example_plugin_hooks_run_against_the_fake_host() {
     );
     assert_eq!(hash.len(), 64);
 
-    let host = FakeHost::new().with_option("site_title", "Hello");
+    let host = FakeHost::new().with_option("site_title", "Hello").respond(
+        "dpkg-query",
+        cgcloud_plugin_api::CmdOutput::success("1.22.1-9"),
+    );
     role.on_instance_ready(&host, true).expect("ready");
     role.setup(&host, false).expect("set-up");
     let apt = "sudo -n env LC_ALL=C DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300";
@@ -431,7 +434,9 @@ fn example_plugin_hooks_run_against_the_fake_host() {
             "sudo put: /usr/local/sbin/cgcloud-ephemeral-disks (755)".to_string(),
             "sudo: /usr/local/sbin/cgcloud-ephemeral-disks".to_string(),
             "sudo put: /var/www/html/index.html (644)".to_string(),
+            "sudo -u www-data: test -r /var/www/html/index.html".to_string(),
             "sudo: systemctl enable --now nginx".to_string(),
+            "run: dpkg-query -W -f='${Version}' nginx".to_string(),
         ]
     );
     assert!(
@@ -441,7 +446,7 @@ fn example_plugin_hooks_run_against_the_fake_host() {
     // Plugin log lines reach the host's logger.
     assert_eq!(
         host.logs().last().map(|(_, m)| m.as_str()),
-        Some("nginx serves `Hello`")
+        Some("nginx 1.22.1-9 serves `Hello`")
     );
 }
 
@@ -686,4 +691,62 @@ fn plugins_of_other_owners_or_in_open_folders_are_refused() {
     let e = load_err(&cli(&[&lib], data.path()));
     assert!(e.to_string().contains("belongs to uid 4321"), "{e}");
     assert_unaffected(data.path());
+}
+
+#[test]
+fn code_written_against_1_0_builds_and_runs_against_this_api_and_a_later_1x() {
+    // The fixture build compiled the same source (`tests/plugins/author-1-0/src/author.rs`)
+    // against this plugin-api and against a generated 1.1 with a new hook, a new service, a
+    // new struct field and a new enum variant: that it built at all is the first check.
+    for krate in ["author-1-0", "author-1-0-on-1-1"] {
+        let (_d, lib) = copy_to_temp(&fixtures().lib(krate));
+        let data = tempfile::tempdir().expect("dir");
+        let reg = Registry::load(&cli(&[&lib], data.path())).expect("the plugin loads");
+        let role = reg.role("author-box").expect("role");
+        let declared = role.declared(&Offline::quiet()).expect("declared data");
+        let web = declared
+            .security_group_rules
+            .iter()
+            .find(|r| r.from_port == 80)
+            .expect("port 80 rule");
+        assert_eq!(
+            (web.protocol.as_str(), web.to_port, &web.source),
+            (
+                "tcp",
+                80,
+                &cgcloud_plugin_api::RuleSource::Cidr("0.0.0.0/0".into())
+            ),
+            "{krate}"
+        );
+        let greeting = declared
+            .options
+            .iter()
+            .find(|o| o.name == "greeting")
+            .expect("option");
+        assert_eq!(greeting.default.as_deref(), Some("hello"));
+        assert_eq!(
+            declared.block_devices[0].size_gib,
+            Some(10),
+            "{krate}: block devices"
+        );
+
+        let bad = Offline {
+            options: BTreeMap::from([("times".to_string(), "11".to_string())]),
+            logger: &|_, _| {},
+        };
+        let e = role.validate_options(&bad).expect_err("11 is refused");
+        assert!(
+            e.to_string().contains("`times` must be 0 to 10, not `11`"),
+            "{e}"
+        );
+        let good = Offline {
+            options: BTreeMap::from([("times".to_string(), "3".to_string())]),
+            logger: &|_, _| {},
+        };
+        role.validate_options(&good).expect("3 is fine");
+
+        // The hello: the role asks this host what it offers.
+        role.on_instance_ready(&FakeHost::new(), true)
+            .unwrap_or_else(|e| panic!("{krate}: {e}"));
+    }
 }

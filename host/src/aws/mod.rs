@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 /// How long to wait for a TCP connection to an AWS endpoint.
@@ -35,12 +35,9 @@ impl Aws {
             .connect_timeout(CONNECT_TIMEOUT)
             .operation_timeout(OPERATION_TIMEOUT)
             .build();
-        let sdk = aws_config::defaults(BehaviorVersion::v2026_01_12())
-            .region(Region::new(region.to_string()))
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        Aws { sdk }
+        Aws {
+            sdk: cgcloud_agent::sdk_config(region, timeouts).await,
+        }
     }
 
     /// Clients from a given configuration (tests point it at moto with an account's key).
@@ -93,50 +90,22 @@ pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&s
     err.code()
 }
 
-/// A one-line description of a failed AWS call: its code and message for service errors, the
-/// cause for transport errors, with a hint where the fix is known.
+/// A one-line description of a failed AWS call (`cgcloud_agent::describe`), with the fix
+/// where it is known: what to do about missing credentials, and that AWS was not reached.
 pub fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: Debug,
 {
+    let text = cgcloud_agent::describe(err);
     match err {
-        SdkError::ServiceError(_) => {
-            let code = err
-                .code()
-                .unwrap_or("the service failed without saying why");
-            match err.message() {
-                Some(m) if !m.is_empty() => format!("{code}: {m}"),
-                _ => code.to_string(),
-            }
-        }
-        SdkError::TimeoutError(_) => "AWS did not answer in time".to_string(),
-        _ => {
-            let chain = chain(err);
-            if chain.contains("credential") {
-                format!(
-                    "no usable AWS credentials ({chain}); set AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
-                     AWS_SECRET_ACCESS_KEY, or log in with `aws sso login`"
-                )
-            } else {
-                format!("could not reach AWS: {chain}")
-            }
-        }
+        SdkError::ServiceError(_) | SdkError::TimeoutError(_) => text,
+        _ if text.contains("credential") => format!(
+            "no usable AWS credentials ({text}); set AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, or log in with `aws sso login`"
+        ),
+        _ => format!("could not reach AWS: {text}"),
     }
-}
-
-/// An error and its sources, joined by `: `.
-fn chain(err: &dyn StdError) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 /// Context for failed AWS calls: `client.op().send().await.aws(|| format!("failed to …"))?`.

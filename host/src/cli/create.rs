@@ -124,11 +124,8 @@ async fn run(
             .filter(|(_, i)| i.instance_id() == Some(created.instance_id.as_str()))
             .map(|(n, i)| crate::ops::instances::list_row(&ctx, n, i))
             .collect();
-        let text: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| crate::ops::instances::row_text(r, &crate::ops::instances::LIST_COLUMNS))
-            .collect();
-        g.shell.table(&crate::ops::instances::LIST_COLUMNS, &text);
+        g.shell
+            .rows(&crate::ops::instances::LIST_COLUMNS, rows, false);
     }
     Ok(0)
 }

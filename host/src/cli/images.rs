@@ -8,7 +8,6 @@ use crate::ctx::{Context, Globals};
 use crate::errors::Result;
 use crate::names::ImageRef;
 use crate::ops::images;
-use crate::ops::instances::row_text;
 use crate::roles::Roles;
 
 /// The columns of `cgcloud list-images`, as the original prints them.
@@ -74,12 +73,7 @@ pub async fn list_images(args: ListImagesArgs, g: &Globals) -> Result<()> {
         .enumerate()
         .map(|(n, i)| images::row(&ctx, n, i))
         .collect();
-    if args.json {
-        g.shell.json(&Value::Array(rows));
-    } else {
-        let text: Vec<Vec<String>> = rows.iter().map(|r| row_text(r, &COLUMNS)).collect();
-        g.shell.table(&COLUMNS, &text);
-    }
+    g.shell.rows(&COLUMNS, rows, args.json);
     Ok(())
 }
 

@@ -133,15 +133,7 @@ pub async fn list(args: ListArgs, g: &Globals) -> Result<()> {
         .enumerate()
         .map(|(n, i)| instances::list_row(&ctx, n, i))
         .collect();
-    if args.json {
-        g.shell.json(&Value::Array(rows));
-    } else {
-        let text: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| instances::row_text(r, &LIST_COLUMNS))
-            .collect();
-        g.shell.table(&LIST_COLUMNS, &text);
-    }
+    g.shell.rows(&LIST_COLUMNS, rows, args.json);
     Ok(())
 }
 
@@ -257,14 +249,28 @@ fn login(data: &cgcloud_plugin_host::RoleData, l: &super::args::LoginArgs) -> Re
     Ok(user)
 }
 
-pub async fn ssh(args: SshArgs, g: &Globals) -> Result<i32> {
-    if let Some(u) = &args.login.login {
+/// The SSH settings and the target for logging in to the selected box as the account `l`
+/// chooses (checked before anything else).
+async fn login_target(
+    g: &Globals,
+    context: &ContextArgs,
+    role: &str,
+    sel: Selection,
+    l: &LoginArgs,
+) -> Result<(crate::ssh::SshSettings, crate::ssh::Target)> {
+    if let Some(u) = &l.login {
         crate::ssh::check_account(u)?;
     }
-    let ctx = Context::new(&args.context, g).await?;
-    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
+    let ctx = Context::new(context, g).await?;
+    let (_, data, i) = bind_with_role(&ctx, g, role, sel).await?;
     let ssh = boxes::ssh_settings(None)?;
-    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login)?).await?;
+    let target = access::target(&ctx, &ssh, &i, &login(&data, l)?).await?;
+    Ok((ssh, target))
+}
+
+pub async fn ssh(args: SshArgs, g: &Globals) -> Result<i32> {
+    let (ssh, target) =
+        login_target(g, &args.context, &args.role, args.selection(), &args.login).await?;
     access::exec(
         access::ssh_command(&ssh, &target, args.login.forward_agent, &args.args)?,
         "ssh",
@@ -272,13 +278,8 @@ pub async fn ssh(args: SshArgs, g: &Globals) -> Result<i32> {
 }
 
 pub async fn rsync(args: RsyncArgs, g: &Globals) -> Result<i32> {
-    if let Some(u) = &args.login.login {
-        crate::ssh::check_account(u)?;
-    }
-    let ctx = Context::new(&args.context, g).await?;
-    let (_, data, i) = bind_with_role(&ctx, g, &args.role, args.selection()).await?;
-    let ssh = boxes::ssh_settings(None)?;
-    let target = access::target(&ctx, &ssh, &i, &login(&data, &args.login)?).await?;
+    let (ssh, target) =
+        login_target(g, &args.context, &args.role, args.selection(), &args.login).await?;
     let cmd = access::rsync_command(
         &ssh,
         &target,

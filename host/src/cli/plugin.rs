@@ -67,18 +67,25 @@ fn add(file: &std::path::Path, as_json: bool, g: &Globals) -> Result<()> {
     Ok(())
 }
 
+/// What is loaded, and what could not be and why: a plugin that fails to load (a pin it does
+/// not meet, a changed file) is listed as a problem, not an error, so this works while
+/// something is wrong. `cgcloud plugin verify` is the check that fails.
 fn list(as_json: bool, g: &Globals) -> Result<()> {
-    let roles = Roles::load(g)?;
-    let plugins = roles.registry.plugins();
-    let all_roles = roles.registry.roles();
-    let conflicts = roles.registry.conflicts();
+    let sources = roles::sources(g)?;
+    let (registry, problems) = cgcloud_plugin_host::load_what_loads(&sources);
+    let plugins = registry.plugins();
+    let all_roles = registry.roles();
+    let conflicts = registry.conflicts();
     if as_json {
         let conflicts: Vec<_> = conflicts
             .iter()
             .map(|(name, by)| json!({"role": name, "defined_by": by}))
             .collect();
-        g.shell
-            .json(&json!({"plugins": plugins, "roles": all_roles, "conflicts": conflicts}));
+        let problems: Vec<_> = problems
+            .iter()
+            .map(|p| json!({"file": p.file, "problem": p.message}))
+            .collect();
+        g.shell.json(&json!({"plugins": plugins, "roles": all_roles, "conflicts": conflicts, "problems": problems}));
         return Ok(());
     }
     for p in &plugins {
@@ -108,20 +115,14 @@ fn list(as_json: bool, g: &Globals) -> Result<()> {
                 .join(" and ")
         ));
     }
+    print_problems(g, &problems);
     Ok(())
 }
 
 fn verify(g: &Globals) -> Result<()> {
     let sources = roles::sources(g)?;
     let problems = cgcloud_plugin_host::verify(&sources);
-    for p in &problems {
-        match &p.file {
-            Some(f) => g
-                .shell
-                .out(format!("problem: `{}`: {}", f.display(), p.message)),
-            None => g.shell.out(format!("problem: {}", p.message)),
-        }
-    }
+    print_problems(g, &problems);
     if !problems.is_empty() {
         bail_user!(
             "`cgcloud plugin verify` found {} problem(s)",
@@ -136,4 +137,16 @@ fn verify(g: &Globals) -> Result<()> {
         sources.lock_path().display()
     ));
     Ok(())
+}
+
+/// One `problem:` line each, naming the file where there is one.
+fn print_problems(g: &Globals, problems: &[cgcloud_plugin_host::Problem]) {
+    for p in problems {
+        match &p.file {
+            Some(f) => g
+                .shell
+                .out(format!("problem: `{}`: {}", f.display(), p.message)),
+            None => g.shell.out(format!("problem: {}", p.message)),
+        }
+    }
 }

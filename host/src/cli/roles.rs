@@ -73,7 +73,20 @@ pub fn list_options(args: ListOptionsArgs, g: &Globals) -> Result<()> {
         ));
     }
     for o in &role.options {
-        g.shell.out(format!("{}: {}", o.name, o.help));
+        let kind = match o.kind {
+            cgcloud_plugin_api::OptionKind::Bool => "true or false",
+            cgcloud_plugin_api::OptionKind::Int => "a whole number",
+            _ => "text",
+        };
+        let mut about = vec![kind.to_string()];
+        if let Some(d) = &o.default {
+            about.push(format!("default `{d}`"));
+        }
+        if o.inherited {
+            about.push("kept by images".into());
+        }
+        g.shell
+            .out(format!("{} ({}): {}", o.name, about.join(", "), o.help));
     }
     Ok(())
 }

@@ -240,10 +240,10 @@ fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
 /// The inline policy the box's IAM role needs for the agent: only what the agent calls.
 pub fn policy(ctx: &Context) -> IamPolicy {
     let partition = cgcloud_common::arn::partition_for_region(&ctx.region);
-    IamPolicy {
-        name: "cgcloud_agent".into(),
-        document: cgcloud_agent::iam_policy(&ctx.namespace, partition).to_string(),
-    }
+    IamPolicy::new(
+        "cgcloud_agent",
+        &cgcloud_agent::iam_policy(&ctx.namespace, partition).to_string(),
+    )
 }
 
 /// Uploads the agent (gzip-compressed, checked by sha256 on the box; skipped when the box

@@ -150,18 +150,6 @@ pub fn list_row(ctx: &Context, ordinal: usize, i: &Instance) -> Value {
     })
 }
 
-/// A row as tab-separated text, empty cells for missing values.
-pub fn row_text(row: &Value, columns: &[&str]) -> Vec<String> {
-    columns
-        .iter()
-        .map(|c| match &row[*c] {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            v => v.to_string(),
-        })
-        .collect()
-}
-
 /// What `cgcloud show` prints: the instance's attributes as a JSON object.
 pub fn describe(i: &Instance) -> Value {
     let mut tags = Map::new();

@@ -4,11 +4,9 @@
 //! asks EC2 for every key pair of the region and IAM for the users and groups named by `@user`
 //! and `@@group` (the group that was asked for, paging through large groups).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use cgcloud_common::keypairs::{self, KeypairGlob};
 
-use crate::aws::{error_code, AwsResultExt};
+use crate::aws::AwsResultExt;
 use crate::ctx::Context;
 use crate::errors::Result;
 use crate::{bail_user, user_error};
@@ -57,42 +55,18 @@ pub async fn all_key_pair_names(ctx: &Context) -> Result<Vec<String>> {
 /// IAM principal does not exist is an error; a pattern that matches nothing is not.
 pub async fn expand(ctx: &Context, globs: &[KeypairGlob]) -> Result<Vec<String>> {
     let existing = all_key_pair_names(ctx).await?;
-    let iam = ctx.aws.iam();
-    let mut users = BTreeSet::new();
-    let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for glob in globs {
-        match glob {
-            KeypairGlob::User(user) => {
-                match iam.get_user().user_name(user).send().await {
-                    Ok(_) => users.insert(user.clone()),
-                    Err(e) if error_code(&e) == Some("NoSuchEntity") => {
-                        bail_user!("there is no IAM user `{user}` (from `@{user}`)")
-                    }
-                    Err(e) => return Err(e).aws(|| format!("failed to look up IAM user `{user}`")),
-                };
-            }
-            KeypairGlob::Group(group) if !members.contains_key(group) => {
-                let mut names = Vec::new();
-                let mut pages = iam.get_group().group_name(group).into_paginator().send();
-                while let Some(page) = pages.next().await {
-                    match page {
-                        Ok(p) => names.extend(p.users().iter().map(|u| u.user_name().to_string())),
-                        Err(e) if error_code(&e) == Some("NoSuchEntity") => {
-                            bail_user!("there is no IAM group `{group}` (from `@@{group}`)")
-                        }
-                        Err(e) => {
-                            return Err(e).aws(|| {
-                                format!("failed to list the members of IAM group `{group}`")
-                            })
-                        }
-                    }
-                }
-                members.insert(group.clone(), names);
-            }
-            _ => {}
-        }
+    let found = cgcloud_agent::principals(&ctx.aws.iam(), globs)
+        .await
+        .map_err(|e| user_error!("{e:#}"))?;
+    if let Some(missing) = found.missing.first() {
+        bail_user!("{missing}");
     }
-    Ok(keypairs::expand(globs, &existing, &users, &members))
+    Ok(keypairs::expand(
+        globs,
+        &existing,
+        &found.users,
+        &found.members,
+    ))
 }
 
 /// Expands the globs of a creation command and checks the first: it becomes the instance's

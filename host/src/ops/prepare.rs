@@ -485,12 +485,7 @@ mod tests {
     }
 
     fn rule(protocol: &str, from: i32, to: i32, source: RuleSource) -> SecurityGroupRule {
-        SecurityGroupRule {
-            protocol: protocol.into(),
-            from_port: from,
-            to_port: to,
-            source,
-        }
+        SecurityGroupRule::new(protocol, from, to, source)
     }
 
     fn perm(protocol: &str, from: i32, to: i32, cidr: Option<&str>, group: Option<&str>) -> Perm {
@@ -737,14 +732,8 @@ mod tests {
         let ctx = context(&moto, &account, "/hannes/").await;
         let features = vec!["agent-box".to_string()];
         let first = vec![
-            IamPolicy {
-                name: "ec2_read_only".into(),
-                document: policy("ec2:Describe*"),
-            },
-            IamPolicy {
-                name: "s3_read_only".into(),
-                document: policy("s3:Get*"),
-            },
+            IamPolicy::new("ec2_read_only", &policy("ec2:Describe*")),
+            IamPolicy::new("s3_read_only", &policy("s3:Get*")),
         ];
         let arn = ensure_instance_profile(&ctx, "web", &features, &first)
             .await
@@ -831,14 +820,8 @@ mod tests {
 
         // And the role now wants a changed policy.
         let second = vec![
-            IamPolicy {
-                name: "ec2_read_only".into(),
-                document: policy("ec2:Describe*"),
-            },
-            IamPolicy {
-                name: "s3_read_only".into(),
-                document: policy("s3:List*"),
-            },
+            IamPolicy::new("ec2_read_only", &policy("ec2:Describe*")),
+            IamPolicy::new("s3_read_only", &policy("s3:List*")),
         ];
         let again = ensure_instance_profile(&ctx, "web", &features, &second)
             .await
@@ -911,20 +894,12 @@ mod tests {
             "the spoof must be visible"
         );
         // ... but never chosen.
-        let q = BaseImageQuery {
-            owner: vendor.into(),
-            name_pattern: "debian-12-amd64-*".into(),
-            arch: Arch::X86_64,
-        };
+        let q = BaseImageQuery::new(vendor, "debian-12-amd64-*", Arch::X86_64);
         let got = find_base_image(&ctx, &q).await.unwrap();
         assert_eq!(got.image_id(), Some(newest_of_vendor));
         assert_eq!(got.owner_id(), Some(vendor));
         // An owner with no such image is an error, not a fallback to anyone else's.
-        let q = BaseImageQuery {
-            owner: user.id.clone(),
-            name_pattern: "debian-12-amd64-*".into(),
-            arch: Arch::X86_64,
-        };
+        let q = BaseImageQuery::new(&user.id, "debian-12-amd64-*", Arch::X86_64);
         let e = find_base_image(&ctx, &q).await.unwrap_err();
         assert!(
             e.to_string()

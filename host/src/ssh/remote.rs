@@ -35,16 +35,8 @@ pub struct Remote {
     session: Arc<Session>,
 }
 
-/// Quotes a string for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r#"'\''"#))
-}
+/// Quotes a string for a POSIX shell: the plugin API's `shell_quote`, which roles use too.
+pub use cgcloud_plugin_api::features::shell_quote as quote;
 
 impl Remote {
     /// Connects, retrying while the box is not answering yet, for at most `timeout`. A host key
@@ -177,11 +169,11 @@ impl Remote {
                     error_text(&e)
                 )
             })?;
-        Ok(CmdOutput {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(CmdOutput::new(
+            out.status.code().unwrap_or(-1),
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+        ))
     }
 
     /// Runs the shell script `script` as root (`sudo -n sh -c`), with `input` on its standard
@@ -275,13 +267,7 @@ impl BoxServices {
         if !self.shell.is_live() {
             return;
         }
-        let hook = self
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last()
-            .cloned()
-            .unwrap_or_default();
+        let hook = self.current_hook();
         let text = if hook.is_empty() {
             step_text(step)
         } else {
@@ -290,15 +276,19 @@ impl BoxServices {
         self.shell.status(&self.instance_id, &text);
     }
 
-    /// The connection to the box, or the error that there is none yet.
-    fn remote(&self, what: &str) -> std::result::Result<&Remote, String> {
-        let hook = self
-            .hooks
+    /// The innermost hook running now (empty between hooks).
+    fn current_hook(&self) -> String {
+        self.hooks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .last()
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// The connection to the box, or the error that there is none yet.
+    fn remote(&self, what: &str) -> std::result::Result<&Remote, String> {
+        let hook = self.current_hook();
         self.remote.as_deref().ok_or_else(|| {
             format!(
                 "`{}` cannot {what}: `{hook}` runs before SSH is tried, so it can log and read options \
@@ -444,25 +434,5 @@ mod tests {
         let long = step_text(&"x".repeat(200));
         assert_eq!(long.chars().count(), 72);
         assert!(long.ends_with('…'));
-    }
-
-    #[test]
-    fn quoting_survives_the_shell() {
-        for s in [
-            "plain",
-            "with space",
-            "it's",
-            "$(rm -rf /)",
-            "",
-            "a\"b",
-            "new\nline",
-        ] {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", quote(s)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
-        }
     }
 }

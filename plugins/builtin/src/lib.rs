@@ -8,8 +8,7 @@
 //! |---|---|
 //! | [`distro`] | the seven roles' declared data: image owner and name pattern, admin account, packages |
 //! | [`roles`] | [`Generic`], the role composing a `Distro` with the features; [`plugin()`] |
-//! | [`package_manager`] | apt and dnf behind one type: bounded lock waits, retries on mirror hiccups only, substitutions |
-//! | [`apt`], [`dnf`] | the two package managers' commands |
+//! | [`package_manager`], [`apt`], [`dnf`] | the package managers: `cgcloud_plugin_api::features`, which plugins use too |
 //! | [`systemd`] | installing and starting a role's services |
 //! | [`cloud_init`] | a role's cloud-config contribution (`bootcmd`, `runcmd`, `mounts`) |
 //! | [`ephemeral`] | instance-store and NVMe disks at `/mnt/ephemeral`, RAID 0 when several, on every boot |
@@ -17,14 +16,13 @@
 //! To add a role, add a `Distro` constant in `distro.rs`, list it in `DISTROS`, and give it a
 //! constructor in `roles.rs`.
 
-pub mod apt;
 pub mod cloud_init;
 pub mod distro;
-pub mod dnf;
 pub mod ephemeral;
-pub mod package_manager;
 pub mod roles;
 pub mod systemd;
+
+pub use cgcloud_plugin_api::features::{apt, dnf, package_manager};
 
 pub use distro::{Distro, DISTROS, FEDORA_RELEASE};
 pub use package_manager::PackageManager;

@@ -37,11 +37,11 @@ impl Role for Generic {
     }
 
     fn base_image(&self, _cx: &Cx) -> Result<BaseImageQuery> {
-        Ok(BaseImageQuery {
-            owner: self.0.image_owner.into(),
-            name_pattern: self.0.image_name_pattern.into(),
-            arch: Arch::X86_64,
-        })
+        Ok(BaseImageQuery::new(
+            self.0.image_owner,
+            self.0.image_name_pattern,
+            Arch::X86_64,
+        ))
     }
 
     fn features(&self, cx: &Cx) -> Result<Vec<String>> {
@@ -115,20 +115,15 @@ constructors! {
 
 /// The built-in roles as a plugin definition.
 pub fn plugin() -> PluginDef {
-    PluginDef {
-        name: PLUGIN_NAME,
-        version: env!("CARGO_PKG_VERSION"),
-        roles: DISTROS
+    PluginDef::new(
+        PLUGIN_NAME,
+        env!("CARGO_PKG_VERSION"),
+        DISTROS
             .iter()
             .zip(CONSTRUCTORS)
-            .map(|(d, (_, new))| RoleDef {
-                name: d.role.into(),
-                extends: None,
-                description: d.description.into(),
-                new: *new,
-            })
+            .map(|(d, (_, new))| RoleDef::with_constructor(d.role, None, d.description, *new))
             .collect(),
-    }
+    )
 }
 
 #[cfg(test)]

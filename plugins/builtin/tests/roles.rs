@@ -193,10 +193,7 @@ impl Role for Tools {
     }
     fn package_substitutions(&self, cx: &Cx) -> Result<Vec<Substitution>> {
         let mut s = cx.sup().package_substitutions()?;
-        s.push(Substitution {
-            package: "python3-devel".into(),
-            replacement: vec!["python3.12-devel".into()],
-        });
+        s.push(Substitution::new("python3-devel", &["python3.12-devel"]));
         Ok(s)
     }
     fn post_install_packages(&self, cx: &Cx) -> Result<()> {
@@ -359,11 +356,7 @@ impl Services for ScriptedHost {
 }
 
 fn failed(status: i32, stderr: &str) -> CmdOutput {
-    CmdOutput {
-        status,
-        stdout: String::new(),
-        stderr: stderr.into(),
-    }
+    CmdOutput::new(status, "", stderr)
 }
 
 const HASH_SUM: &str = "E: Failed to fetch http://mirror/debian/dists/bookworm/main/binary-amd64/Packages.xz  Hash Sum mismatch";
@@ -580,11 +573,11 @@ fn a_dnf_mirror_hiccup_is_retried() {
 fn a_package_dnf_did_not_install_is_an_error() {
     let host = FakeHost::new().respond(
         "rpm -q",
-        CmdOutput {
-            status: 1,
-            stdout: "htop-3.3.0-1.fc43.x86_64\nno package provides mdadm\n".into(),
-            stderr: String::new(),
-        },
+        CmdOutput::new(
+            1,
+            "htop-3.3.0-1.fc43.x86_64\nno package provides mdadm\n",
+            "",
+        ),
     );
     let e = role("generic-fedora-43-box")
         .setup(&host, false)

@@ -4,12 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
-/// How long one exchange with moto may take.
-const IO_TIMEOUT: Duration = Duration::from_secs(20);
+use std::net::SocketAddr;
 
 /// A moto server reached over plain HTTP.
 #[derive(Debug, Clone)]
@@ -215,7 +210,7 @@ impl MotoApi {
         Ok(xml_field(&body, "publicKey").map(|k| xml_unescape(k.trim())))
     }
 
-    /// A plain HTTP/1.1 exchange.
+    /// A plain HTTP/1.1 exchange (`cgcloud_moto::http_exchange`).
     pub fn http(
         &self,
         method: &str,
@@ -223,86 +218,12 @@ impl MotoApi {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Result<(u16, String)> {
-        let ctx = || format!("failed to talk to moto at `{}`", self.endpoint());
-        let mut s = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT).with_context(ctx)?;
-        s.set_read_timeout(Some(IO_TIMEOUT)).with_context(ctx)?;
-        s.set_write_timeout(Some(IO_TIMEOUT)).with_context(ctx)?;
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if !body.is_empty() {
-            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        s.write_all(req.as_bytes()).with_context(ctx)?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).with_context(ctx)?;
-        let resp = String::from_utf8_lossy(&resp);
-        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("malformed HTTP answer from moto: {:.120}", head))?;
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        Ok((status, body))
+        cgcloud_moto::http_exchange(self.addr, method, path, headers, body)
+            .map_err(anyhow::Error::msg)
     }
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// The text of the first `<name>…</name>` element.
-pub fn xml_field(xml: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(xml[start..end].to_string())
-}
-
-fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-/// Form-encodes a value for a query-protocol body.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use cgcloud_moto::{dechunk, urlencode, xml_field, xml_unescape};
 
 #[cfg(test)]
 mod tests {

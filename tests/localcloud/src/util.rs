@@ -46,18 +46,11 @@ pub fn run_quiet(cmd: &mut Command) {
         .status();
 }
 
-/// Writes `content` to `path` through a temporary file in the same folder and a rename.
+/// Writes `content` to `path` atomically (`cgcloud_common::fsutil::write_atomic`), readable by
+/// all (the folder decides who can reach it).
 pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, content)
-        .with_context(|| format!("failed to write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        format!(
-            "failed to rename `{}` to `{}`",
-            tmp.display(),
-            path.display()
-        )
-    })
+    cgcloud_common::fsutil::write_atomic(path, content, 0o644, None)
+        .with_context(|| format!("failed to write `{}`", path.display()))
 }
 
 /// Writes a file, creating its parent folders.

@@ -124,12 +124,16 @@ fn write_if_changed(path: &Path, data: &str) -> Result<(), String> {
     std::fs::write(path, data).map_err(|e| format!("failed to write `{}`: {e}", path.display()))
 }
 
-/// Copies the `.rs` files of `src` into `dst`, applying `edits` (file, from, to); an edit
-/// whose `from` is missing fails loudly (the source changed under the test).
+/// Copies the `.rs` files of `src` and its folders into `dst`, applying `edits` (file name,
+/// from, to); an edit whose `from` is missing fails loudly (the source changed under the test).
 fn copy_sources(src: &Path, dst: &Path, edits: &[(&str, &str, &str)]) -> Result<(), String> {
     for entry in std::fs::read_dir(src).map_err(|e| e.to_string())? {
         let entry = entry.map_err(|e| e.to_string())?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+            copy_sources(&entry.path(), &dst.join(&name), edits)?;
+            continue;
+        }
         if !name.ends_with(".rs") {
             continue;
         }
@@ -195,10 +199,18 @@ fn manifest(
                 );
                 *v = toml::Value::Table(t);
             } else if v.get("workspace").is_some() {
-                *v = ws_deps
+                let mut dep = ws_deps
                     .get(name)
                     .cloned()
                     .ok_or(format!("no workspace dep `{name}`"))?;
+                // A path dependency of the workspace, e.g. `host/common`, is relative to its root.
+                if let Some(t) = dep.as_table_mut() {
+                    if let Some(path) = t.get("path").and_then(|p| p.as_str()) {
+                        let absolute = root.join(path).display().to_string();
+                        t.insert("path".into(), toml::Value::String(absolute));
+                    }
+                }
+                *v = dep;
             }
         }
     }
@@ -232,6 +244,43 @@ fn generate_variants(root: &Path, gen: &Path) -> Result<(), String> {
                 "base.rs",
                 "pub fn upgrade_packages(",
                 "pub fn pre_terminate(cx: &Cx<'_>) -> Result<()> {\n    cx.info(\"base pre_terminate: nothing to do\");\n    Ok(())\n}\n\npub fn upgrade_packages(",
+            ),
+            // A field of a struct authors build, a variant of an enum they match, a service.
+            (
+                "proto.rs",
+                "    pub source: RuleSource,\n}",
+                "    pub source: RuleSource,\n    /// Added in 1.1.\n    #[serde(default)]\n    pub description: Option<String>,\n}",
+            ),
+            (
+                "proto.rs",
+                "            to_port,\n            source,\n        }",
+                "            to_port,\n            source,\n            description: None,\n        }",
+            ),
+            (
+                "proto.rs",
+                "    Arm64,\n    /// A value this build does not know; the host ignores it.\n    Unknown,",
+                "    Arm64,\n    Riscv64,\n    /// A value this build does not know; the host ignores it.\n    Unknown,",
+            ),
+            (
+                "proto.rs",
+                "lenient_enum!(Arch { X86_64 = \"x86_64\", Arm64 = \"arm64\" });",
+                "lenient_enum!(Arch { X86_64 = \"x86_64\", Arm64 = \"arm64\", Riscv64 = \"riscv64\" });",
+            ),
+            (
+                "proto.rs",
+                "    Hello { api: String },\n}",
+                "    Hello { api: String },\n    /// Added in 1.1.\n    Tick,\n}",
+            ),
+            (
+                "proto.rs",
+                "            Self::Hello { .. } => \"hello\",",
+                "            Self::Hello { .. } => \"hello\",\n            Self::Tick => \"tick\",",
+            ),
+            ("proto.rs", "    \"hello\",\n];", "    \"hello\",\n    \"tick\",\n];"),
+            (
+                "host.rs",
+                "            ServiceRequest::Hello { .. } =>",
+                "            ServiceRequest::Tick => reply(Ok(())),\n            ServiceRequest::Hello { .. } =>",
             ),
         ],
     )?;

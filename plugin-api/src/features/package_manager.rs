@@ -1,5 +1,5 @@
-//! The package-manager feature: apt for Debian and Ubuntu ([`crate::apt`]), dnf for Amazon
-//! Linux 2023, Rocky Linux and Fedora ([`crate::dnf`]).
+//! The package-manager feature: apt for Debian and Ubuntu ([`super::apt`]), dnf for Amazon
+//! Linux 2023, Rocky Linux and Fedora ([`super::dnf`]).
 //!
 //! Hooks it contributes to, in the set-up order cgcloud calls them:
 //! 1. `sync_package_repos`: refresh the package index ([`PackageManager::sync`]);
@@ -14,7 +14,7 @@
 //! after boot — and retries when a mirror hiccups (bad hash, timeout, 5xx), but fails at once
 //! on anything else, such as a missing package or a repository that does not exist.
 
-use cgcloud_plugin_api::prelude::*;
+use crate::prelude::*;
 
 /// How often a command is tried in all when a mirror keeps hiccuping.
 pub const MIRROR_ATTEMPTS: u32 = 5;
@@ -47,24 +47,24 @@ impl PackageManager {
     /// Refreshes the package index.
     pub fn sync(self, cx: &Cx<'_>) -> Result<()> {
         match self {
-            Self::Apt => crate::apt::sync(cx),
-            Self::Dnf4 | Self::Dnf5 => crate::dnf::sync(cx, self),
+            Self::Apt => super::apt::sync(cx),
+            Self::Dnf4 | Self::Dnf5 => super::dnf::sync(cx, self),
         }
     }
 
     /// Installs `packages` (nothing when empty).
     pub fn install(self, cx: &Cx<'_>, packages: &[String]) -> Result<()> {
         match self {
-            Self::Apt => crate::apt::install(cx, packages),
-            Self::Dnf4 | Self::Dnf5 => crate::dnf::install(cx, self, packages),
+            Self::Apt => super::apt::install(cx, packages),
+            Self::Dnf4 | Self::Dnf5 => super::dnf::install(cx, self, packages),
         }
     }
 
     /// Upgrades every installed package.
     pub fn upgrade(self, cx: &Cx<'_>) -> Result<()> {
         match self {
-            Self::Apt => crate::apt::upgrade(cx),
-            Self::Dnf4 | Self::Dnf5 => crate::dnf::upgrade(cx, self),
+            Self::Apt => super::apt::upgrade(cx),
+            Self::Dnf4 | Self::Dnf5 => super::dnf::upgrade(cx, self),
         }
     }
 
@@ -81,8 +81,8 @@ impl PackageManager {
     /// The classifier of this package manager's failures.
     pub(crate) fn classifier(self) -> &'static Classifier {
         match self {
-            Self::Apt => &crate::apt::CLASSIFIER,
-            Self::Dnf4 | Self::Dnf5 => &crate::dnf::CLASSIFIER,
+            Self::Apt => &super::apt::CLASSIFIER,
+            Self::Dnf4 | Self::Dnf5 => &super::dnf::CLASSIFIER,
         }
     }
 }
@@ -111,10 +111,7 @@ const DNF_SUBSTITUTIONS: &[(&str, &[&str])] = &[
 pub fn substitutions(table: &[(&str, &[&str])]) -> Vec<Substitution> {
     table
         .iter()
-        .map(|(package, replacement)| Substitution {
-            package: package.to_string(),
-            replacement: replacement.iter().map(|r| r.to_string()).collect(),
-        })
+        .map(|(package, replacement)| Substitution::new(package, replacement))
         .collect()
 }
 
@@ -217,12 +214,12 @@ pub fn run(cx: &Cx<'_>, pm: PackageManager, command: &str) -> Result<CmdOutput> 
 /// `packages` quoted and joined for a command line. A name must start with a letter or digit
 /// (as Debian and RPM package names do) and hold no white space: anything else could be taken
 /// for an option of apt or dnf.
-pub(crate) fn join(packages: &[String]) -> cgcloud_plugin_api::Result<String> {
+pub(crate) fn join(packages: &[String]) -> crate::Result<String> {
     if let Some(bad) = packages.iter().find(|p| {
         !p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
             || p.chars().any(|c| c.is_whitespace() || c.is_control())
     }) {
-        return Err(cgcloud_plugin_api::RoleError::failed(format!(
+        return Err(crate::RoleError::failed(format!(
             "`{}` is not a package name: a name starts with a letter or digit and has no white space",
             bad.escape_debug()
         )));
@@ -260,11 +257,7 @@ mod tests {
     }
 
     fn out(status: i32, stderr: &str) -> CmdOutput {
-        CmdOutput {
-            status,
-            stdout: String::new(),
-            stderr: stderr.into(),
-        }
+        CmdOutput::new(status, "", stderr)
     }
 
     #[test]
@@ -308,12 +301,9 @@ mod tests {
         let list: Vec<String> = ["python-dev", "build-essential", "htop"]
             .map(String::from)
             .to_vec();
-        let got = cgcloud_plugin_api::proto::substitute_packages(&list, &subs);
+        let got = crate::proto::substitute_packages(&list, &subs);
         assert_eq!(got, ["python3-devel", "gcc", "gcc-c++", "make", "htop"]);
-        let apt = cgcloud_plugin_api::proto::substitute_packages(
-            &list,
-            &PackageManager::Apt.substitutions(),
-        );
+        let apt = crate::proto::substitute_packages(&list, &PackageManager::Apt.substitutions());
         assert_eq!(apt, ["python3-dev", "build-essential", "htop"]);
     }
 }

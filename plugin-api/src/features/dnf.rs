@@ -4,9 +4,9 @@
 //! dnf 4 waits forever while another dnf holds its lock; `exit_on_lock` makes it exit with
 //! status 200 instead, so that [`run`] waits for a bounded time. dnf 5 fails at once by itself.
 
-use cgcloud_plugin_api::prelude::*;
+use crate::prelude::*;
 
-use crate::package_manager::{join, run, Classifier, PackageManager};
+use super::package_manager::{join, run, Classifier, PackageManager};
 
 pub(crate) static CLASSIFIER: Classifier = Classifier {
     // dnf 4: "200 - Problem with acquiring or releasing of locks" (dnf(8)).

@@ -4,9 +4,9 @@
 //! their text), waits up to five minutes for dpkg's lock by itself (`DPkg::Lock::Timeout`), and
 //! keeps a changed configuration file's installed version instead of asking.
 
-use cgcloud_plugin_api::prelude::*;
+use crate::prelude::*;
 
-use crate::package_manager::{join, run, Classifier, PackageManager};
+use super::package_manager::{join, run, Classifier, PackageManager};
 
 /// How every `apt-get` starts (after `sudo -n`).
 pub const APT_GET: &str =

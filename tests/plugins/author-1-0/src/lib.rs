@@ -1,0 +1,2 @@
+//! Code written against cgcloud-plugin-api 1.0.
+pub mod author;
