@@ -1,5 +1,6 @@
 //! Test support shared by the integration tests: running the `cgcloud` binary against moto in
 //! an isolated account.
+#![allow(clippy::unwrap_used)] // Test support: an unwrap that fails is a failing test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

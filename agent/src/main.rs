@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: anyhow::Error) -> ExitCode {
-    eprintln!("ERROR: {}", format!("{e:#}").replace('\n', " "));
+    cgcloud_agent::log::error(format!("{e:#}"));
     ExitCode::from(255)
 }
 

@@ -1,4 +1,5 @@
 //! The `cgcloud-agent` binary: a real run against moto stopped by SIGTERM, and one-line errors.
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! The agent's AWS side against moto: topic/queue wiring, clean-up, one full agent iteration
 //! writing keys into a temporary "account", and keeping keys through an AWS failure.
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;

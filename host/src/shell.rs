@@ -6,6 +6,8 @@
 //!
 //! On a terminal, long operations show a live status line per box (its phase and elapsed time)
 //! under the log lines ([`Shell::status`]); elsewhere the same phases appear as plain log lines.
+// Every line cgcloud shows goes through here: the one module that prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,7 @@
 //! Golden tests: every vector and worked example of the original cgcloud (its doctests in
 //! `lib/src/cgcloud/lib/context.py`, `util.py`, `bd2k.util.d32`, and the behaviour reference),
 //! plus property tests in `golden/props.rs`.
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 #[path = "golden/props.rs"]
 mod props;

@@ -374,17 +374,20 @@ impl Registry {
         for &i in chain.iter().rev() {
             let r = &self.roles[i];
             let p = &self.plugins[r.plugin];
-            // SAFETY (both calls): each role's parent is the element before it in `built`,
-            // which is reversed (leaf first) before anything is dropped, here on failure and
-            // below for the handle, so every child is dropped before its parent.
+            // Each role's parent is the element before it in `built`, which is reversed (leaf
+            // first) before anything is dropped, here on failure and below for the handle, so
+            // every child is dropped before its parent: what both `instantiate_*` require.
             let role = match &p.kind {
                 Kind::Builtin(def) => match def.roles.iter().find(|d| d.name == r.name) {
                     Some(role_def) => {
-                        Ok(unsafe { instantiate_local(def.name, role_def, built.last()) })
+                        // SAFETY: see above.
+                        let role = unsafe { instantiate_local(def.name, role_def, built.last()) };
+                        Ok(role)
                     }
                     None => Err(PluginError::NoSuchRole(r.name.clone())),
                 },
                 Kind::Loaded(module) => {
+                    // SAFETY: see above.
                     unsafe { instantiate_plugin(*module, &r.name, built.last()) }.map_err(|e| {
                         PluginError::from(HookError::new(
                             &p.name,

@@ -5,6 +5,7 @@
 //! through the library calls behind `cgcloud --plugin … list-roles`, `cgcloud plugin add` and
 //! `cgcloud plugin verify` (the CLI tests run those commands). The tests reach no network but
 //! the package registry: the clone is this checkout, linked where the guide clones to.
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 use cgcloud_plugin_host::{add_plugin, verify, PluginSources, Registry};
 use std::path::{Path, PathBuf};

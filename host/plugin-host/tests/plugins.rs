@@ -4,6 +4,7 @@
 //!
 //! Files that must never be `dlopen`ed (truncated, `panic = "abort"`, …) are checked against
 //! `/proc/self/maps` after the refusal.
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 mod support;
 

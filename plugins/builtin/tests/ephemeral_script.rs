@@ -4,6 +4,7 @@
 //! `mkfs.ext4`, `blkid`, `mount` and `curl` (which keep their state in the tree and log what
 //! they were asked) plus the harmless tools the script needs. No real disk, no real mount,
 //! no network.
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};

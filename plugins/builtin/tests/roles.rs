@@ -1,6 +1,7 @@
 //! Every built-in role against a fake host: declared data, the exact remote command sequence
 //! of set-up with and without `--upgrade`, substitutions, lock waits, retries on mirror
 //! errors only, verification after dnf, and the features a plugin role composes with.
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -12,6 +12,8 @@
 //! | `pipe` | byte pipes across network namespaces | – |
 //! | `fixture` | the Rust end-to-end test fixture | [`LocalCloud`] |
 //! | `cli` | the `cgcloud-localcloud` command line | [`cli::main`] |
+// The local cloud is a command-line tool whose output is its interface.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod boxes;
 pub mod cleanup;

@@ -4,6 +4,7 @@
 //!
 //! Needs root, the host tools and the cached rootfs (`cgcloud-localcloud setup`), and the
 //! `cgcloud-localcloud` binary built (`cargo test -p cgcloud-localcloud` builds it).
+#![allow(clippy::unwrap_used)] // A test crate: an unwrap that fails is a failing test.
 
 use cgcloud_localcloud::LocalCloud;
 use cgcloud_moto::{xml_field, xml_fields};

@@ -8,6 +8,7 @@
 //! chain, exactly as it would against AWS, and lands in its own empty account.
 //!
 //! The server is killed when the [`Moto`] value is dropped.
+#![allow(clippy::unwrap_used)] // Test support: an unwrap that fails is a failing test.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
