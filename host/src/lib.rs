@@ -3,14 +3,24 @@
 //! plugins.
 //!
 //! Architecture map (module → job → entry point):
-//! - [`cli`] → the command line, one module per group of commands → [`cli::run`]
+//! - [`cli`] → the command line: one module per group of commands; each parses its arguments,
+//!   calls `ops` and prints through `shell` → [`cli::run`]
 //! - `ctx` → what a command works with: namespace, zone, region, AWS clients, `__me__`
-//! - `ops` → the work behind the commands (listing, binding, images, key registration)
-//! - `aws` → the only module that links the AWS SDK; error descriptions, shared EC2 calls
+//! - `ops` → the work, one module per job: `plan` and `create` (`create`, `recreate`), `boot`
+//!   (a box's boot and its boot hooks), `power` (`start`, `stop`, `reboot`, `image`), `images`,
+//!   `instances` (listing, binding, `terminate`), `security` (`reset-security`), `cleanup`,
+//!   `keys` and `keypairs`, `register_key`, `agent` (the on-box agent's program and wiring),
+//!   `hostkeys`, `access` (`ssh`, `rsync`), `launch` (RunInstances and its waits), `prepare`
+//!   (security groups, IAM, user data)
+//! - `aws` → the SDK's configuration and clients, the error describer, the waits and the EC2
+//!   calls several `ops` modules share. An `ops` module makes the calls only it needs itself,
+//!   through those clients: a wrapper per call would hide nothing. Outside `aws` and `ops` the
+//!   SDK appears only as data types (the `Instance` a command binds); nothing else calls AWS.
 //! - `roles` → the role registry as commands see it
-//! - `config` → the configuration file
+//! - `config` → the configuration file and cgcloud's environment values, read and checked once
 //! - `shell` → every line shown to the user; `errors` → result type and exit codes
 //! - `names` → image references and image names (namespace grammar lives in `cgcloud_common`)
+//! - `ssh` → connections with pinned host keys, remote commands, known_hosts
 
 mod aws;
 pub mod cli;

@@ -1,4 +1,6 @@
-//! The only module that links the AWS SDK.
+//! The AWS SDK's configuration and clients, the one describer of failed calls, the waits, and
+//! the EC2 calls several `ops` modules share. `ops` modules make the calls only they need
+//! through these clients (see the crate's architecture map); `cli` never calls AWS.
 //!
 //! Configuration comes from aws-config's standard chain (environment, shared config and
 //! credentials files with profiles and SSO, IMDS), so `AWS_ENDPOINT_URL` and the per-service

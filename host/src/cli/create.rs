@@ -6,7 +6,8 @@ use super::args::{parse_image_ref, ContextArgs, CreationArgs, TerminationArgs};
 use crate::ctx::{Context, Globals};
 use crate::errors::Result;
 use crate::names::ImageRef;
-use crate::ops::boxes::{self, CreateOptions};
+use crate::ops::create;
+use crate::ops::plan::CreateOptions;
 use crate::roles::Roles;
 
 /// Create a box of a role: launch it, wait until it is ready, set it up over SSH
@@ -108,8 +109,8 @@ async fn run(
     let ctx = Context::new(context, g).await?;
     let roles = Roles::load(g)?;
     let handle = roles.handle(role)?;
-    let ssh = boxes::ssh_settings(creation.ssh_key.clone())?;
-    let Some((created, report)) = boxes::create(&ctx, handle, &opts, &ssh).await? else {
+    let ssh = crate::ops::access::ssh_settings(creation.ssh_key.clone())?;
+    let Some((created, report)) = create::create(&ctx, handle, &opts, &ssh).await? else {
         return Ok(0);
     };
     if json {

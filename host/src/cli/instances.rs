@@ -10,7 +10,7 @@ use crate::errors::Result;
 use crate::ops::instances::{self, Selection, LIST_COLUMNS};
 use std::sync::Arc;
 
-use crate::ops::{access, boxes, power, prepare};
+use crate::ops::{access, plan, power, prepare};
 use crate::roles::Roles;
 
 /// List the boxes of a role in the namespace, oldest first
@@ -263,7 +263,7 @@ async fn login_target(
     }
     let ctx = Context::new(context, g).await?;
     let (_, data, i) = bind_with_role(&ctx, g, role, sel).await?;
-    let ssh = boxes::ssh_settings(None)?;
+    let ssh = access::ssh_settings(None)?;
     let target = access::target(&ctx, &ssh, &i, &login(&data, l)?).await?;
     Ok((ssh, target))
 }
@@ -296,7 +296,7 @@ pub async fn update_instance_profile(args: UpdateInstanceProfileArgs, g: &Global
     instances::check_owned(&ctx, &i)?;
     // The same IAM as `create` computed for this box: a box with the agent keeps its policy.
     let enable_agent = crate::aws::tag(i.tags(), "enable_agent") == Some("True");
-    let (features, policies) = boxes::iam_for(&ctx, &data, enable_agent);
+    let (features, policies) = plan::iam_for(&ctx, &data, enable_agent);
     let arn = prepare::ensure_instance_profile(&ctx, &data.name, &features, &policies).await?;
     ctx.shell
         .info(format!("instance profile `{arn}` is up to date"));

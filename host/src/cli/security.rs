@@ -11,7 +11,8 @@ use clap::Args;
 use super::args::ContextArgs;
 use crate::ctx::{Context, Globals};
 use crate::errors::Result;
-use crate::ops::boxes::ssh_settings;
+use crate::ops::access::ssh_settings;
+use crate::ops::cleanup;
 use crate::ops::security::{self, Failure, Item};
 use crate::{bail_user, user_error};
 
@@ -53,11 +54,11 @@ pub async fn reset_security(args: ResetSecurityArgs, g: &Globals) -> Result<i32>
 pub async fn cleanup(args: CleanupArgs, g: &Globals) -> Result<i32> {
     let ctx = Context::new(&args.context, g).await?;
     let known_hosts = ssh_settings(None)?.known_hosts();
-    let found = security::find_leftovers(&ctx, &known_hosts).await?;
+    let found = cleanup::find_leftovers(&ctx, &known_hosts).await?;
     if !confirm(&ctx, &found.items(), args.yes, "cleanup").await? {
         return Ok(0);
     }
-    let failures = security::delete_leftovers(&ctx, &found, &known_hosts).await;
+    let failures = cleanup::delete_leftovers(&ctx, &found, &known_hosts).await;
     finish(&ctx, found.items().len(), failures)
 }
 

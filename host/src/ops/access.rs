@@ -159,3 +159,29 @@ pub fn exec(mut c: Command, what: &str) -> Result<i32> {
         .map_err(|e| user_error!("failed to run `{what}`: {e}"))?;
     Ok(status.code().unwrap_or(255))
 }
+
+/// The ssh_config, identity (`--ssh-key`, else `CGCLOUD_SSH_KEY`) and data directory for this
+/// invocation.
+pub fn ssh_settings(identity: Option<std::path::PathBuf>) -> Result<crate::ssh::SshSettings> {
+    let config = crate::config::Config::load()?;
+    let identity = identity.or_else(|| {
+        std::env::var_os("CGCLOUD_SSH_KEY")
+            .filter(|v| !v.is_empty())
+            .map(Into::into)
+    });
+    if let Some(path) = &identity {
+        // Checked before anything is launched: ssh would only say so after the box is up.
+        if let Err(e) = crate::fsutil::read_small(path, 1 << 20) {
+            bail_user!(
+                "cannot read the SSH identity `{}` (--ssh-key or CGCLOUD_SSH_KEY): {e}; give the private key of a key \
+                 pair you registered with `cgcloud register-key`",
+                path.display()
+            );
+        }
+    }
+    Ok(crate::ssh::SshSettings {
+        data_dir: crate::roles::data_dir()?,
+        identity,
+        user_config: config.ssh_config(),
+    })
+}

@@ -8,15 +8,21 @@ use aws_sdk_ec2::types::{Image, InstanceStateName, ResourceType, Tag, TagSpecifi
 use cgcloud_plugin_host::{Offline, RoleData, RoleHandle};
 use serde_json::{json, Value};
 
-use super::boxes::{
-    IMAGE_BASE_AMI_TAG, IMAGE_PLUGIN_TAG, IMAGE_PLUGIN_VERSION_TAG, IMAGE_ROLE_HASH_TAG,
-};
 use super::prepare::{OWNER_TAG, ROLE_TAG};
 use crate::aws::{self, error_code, tag, AwsResultExt};
 use crate::ctx::Context;
 use crate::errors::Result;
 use crate::names::{at_ordinal, is_image_of, ImageRef};
 use crate::{bail_user, user_error};
+
+/// Tag keys of cgcloud's images beyond the original's (`generation`, `enable_agent`, options).
+pub const IMAGE_ROLE_HASH_TAG: &str = "cgcloud:role-hash";
+pub const IMAGE_PLUGIN_TAG: &str = "cgcloud:plugin";
+pub const IMAGE_PLUGIN_VERSION_TAG: &str = "cgcloud:plugin-version";
+pub const IMAGE_BASE_AMI_TAG: &str = "cgcloud:base-ami";
+
+/// Tag key on the snapshots of cgcloud's images: the image they were made for.
+pub const SNAPSHOT_IMAGE_TAG: &str = "cgcloud:image";
 
 /// How long `delete-image` waits for a deregistered image to disappear.
 pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -257,7 +263,7 @@ pub async fn make(
         }
     }
     // Ownership tags on the image's snapshots, so that `cleanup` can find them once the image is gone.
-    super::security::tag_image_snapshots(ctx, &account, &image_id).await;
+    tag_image_snapshots(ctx, &account, &image_id).await;
     // NOTE: DescribeImages by name lags behind by ID on EC2; wait until listings show it too.
     let deadline = Instant::now() + Duration::from_secs(300);
     while !list(ctx, &data.image_name_prefix)
@@ -273,4 +279,50 @@ pub async fn make(
     ctx.shell
         .info(format!("made image `{image_id}` ({name}) of `{id}`"));
     Ok(image_id)
+}
+
+/// Tags the snapshots of a new image of this account with the ownership tag and
+/// [`SNAPSHOT_IMAGE_TAG`]. A failure is a warning: the image is fine, only `cleanup` will not
+/// find its snapshots.
+///
+/// NOTE: moto fails on `TagSpecifications` of resource type `snapshot` in `CreateImage`, so the
+/// snapshots are tagged afterwards with `CreateTags`, once the image is available and lists them.
+pub async fn tag_image_snapshots(ctx: &Context, account: &str, image_id: &str) {
+    let ec2 = ctx.aws.ec2();
+    let result = async {
+        let Some(img) = aws::own_image_by_id(&ec2, account, image_id).await? else {
+            anyhow::bail!("the image has disappeared");
+        };
+        let snaps = snapshots(&img);
+        if snaps.is_empty() {
+            return Ok(snaps);
+        }
+        ec2.create_tags()
+            .set_resources(Some(snaps.clone()))
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(OWNER_TAG)
+                    .value(ctx.namespace.as_str())
+                    .build(),
+            )
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(SNAPSHOT_IMAGE_TAG)
+                    .value(image_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .aws(|| format!("failed to tag snapshots {}", snaps.join(", ")))?;
+        Ok(snaps)
+    }
+    .await;
+    match result {
+        Ok(snaps) => ctx.shell.debug(format!("tagged snapshots {} of `{image_id}`", snaps.join(", "))),
+        Err(e) => ctx.shell.warn(format!(
+            "could not tag the snapshots of image `{image_id}` ({}); `cgcloud cleanup` will not find them once the \
+             image is deleted",
+            crate::errors::one_line(&e)
+        )),
+    }
 }

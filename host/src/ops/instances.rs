@@ -235,7 +235,7 @@ pub async fn terminate(ctx: &Context, i: &Instance, quick: bool) -> Result<()> {
 /// host-key pin, its ssh config and its agent's queue. A failure to remove the queue is a
 /// warning (`cgcloud cleanup` finds it later).
 pub async fn forget(ctx: &Context, id: &str) -> Result<()> {
-    let ssh = super::boxes::ssh_settings(None)?;
+    let ssh = super::access::ssh_settings(None)?;
     crate::ssh::known_hosts::forget(&ssh.known_hosts(), id)?;
     let _ = std::fs::remove_file(ssh.data_dir.join("ssh").join(format!("{id}.config")));
     if let Err(e) = super::agent::remove_wiring(ctx, id).await {

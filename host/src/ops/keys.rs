@@ -119,7 +119,7 @@ pub async fn set(ctx: &Context, g: &Globals, mut sel: Selection, globs: &[String
             cgcloud_common::keypairs::KeypairGlob::Group(gr) => format!("@@{gr}"),
         })
         .collect();
-    let ssh = super::boxes::ssh_settings(None)?;
+    let ssh = super::access::ssh_settings(None)?;
     let arch_name = i
         .architecture()
         .map(|a| a.as_str().to_string())

@@ -3,13 +3,15 @@
 pub mod access;
 pub mod agent;
 pub mod boot;
-pub mod boxes;
+pub mod cleanup;
+pub mod create;
 pub mod hostkeys;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
 pub mod keys;
 pub mod launch;
+pub mod plan;
 pub mod power;
 pub mod prepare;
 pub mod register_key;

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{Instance, InstanceStateName, Tag};
 use cgcloud_plugin_host::{RoleData, RoleHandle};
 
 use super::boot::{self, Boot};
-use super::{access, boxes, hostkeys, instances, launch};
+use super::{access, hostkeys, instances, launch};
 use crate::aws::{self, AwsResultExt};
 use crate::ctx::Context;
 use crate::errors::Result;
@@ -54,7 +54,7 @@ pub async fn start(
     let id = i.instance_id().unwrap_or_default();
     instances::check_owned(ctx, i)?;
     require_state(i, InstanceStateName::Stopped)?;
-    let ssh = boxes::ssh_settings(None)?;
+    let ssh = access::ssh_settings(None)?;
     hostkeys::ensure_pinned(ctx, &ssh, i).await?;
     let private =
         i.public_ip_address().is_none() && i.private_ip_address().is_some() && i.vpc_id().is_some();
@@ -108,7 +108,7 @@ pub async fn reboot(
     i: &Instance,
 ) -> Result<()> {
     instances::check_owned(ctx, i)?;
-    hostkeys::ensure_pinned(ctx, &boxes::ssh_settings(None)?, i).await?;
+    hostkeys::ensure_pinned(ctx, &access::ssh_settings(None)?, i).await?;
     stop(ctx, data, i).await?;
     let i = aws::instance_by_id(&ctx.aws.ec2(), i.instance_id().unwrap_or_default())
         .await?
@@ -149,12 +149,12 @@ pub async fn image(
 /// `cgcloud:image-ready` tag. The agent starts again with the box.
 async fn prepare_for_image(ctx: &Context, data: &RoleData, i: &Instance) -> Result<()> {
     let id = i.instance_id().unwrap_or_default();
-    let ssh = boxes::ssh_settings(None)?;
+    let ssh = access::ssh_settings(None)?;
     let target = access::target(ctx, &ssh, i, &data.admin_account).await?;
     let remote = Remote::connect(&ssh, &target, Duration::from_secs(60), &ctx.shell).await?;
     let result = async {
         if aws::tag(i.tags(), "enable_agent") == Some("True") {
-            super::agent::clear_for_image(&remote, &boxes::agent_accounts(data)).await?;
+            super::agent::clear_for_image(&remote, &super::create::agent_accounts(data)).await?;
         }
         hostkeys::forget_user_data(&remote).await
     }

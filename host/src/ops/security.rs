@@ -1,5 +1,6 @@
-//! `reset-security` and `cleanup`: finding and deleting what cgcloud made in a namespace, and
-//! nothing else.
+//! `reset-security`: finding and deleting the security groups, IAM roles and instance profiles
+//! cgcloud made in a namespace, and nothing else. What is shared with `cleanup` (`ops::cleanup`):
+//! the ownership rule and the listed [`Item`]s.
 //!
 //! A resource is cgcloud's when it carries the ownership tag [`OWNER_TAG`] naming this
 //! namespace or one of its children. A name that merely decodes into the namespace is never
@@ -10,23 +11,15 @@
 //! command asks for confirmation, then `delete_*` deletes it, going on past individual failures
 //! and returning them.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
-use aws_sdk_ec2::config::Region;
 use cgcloud_common::names::Namespace;
 
 use super::prepare::OWNER_TAG;
 use crate::aws::{self, error_code, filter, tag, AwsResultExt};
 use crate::ctx::Context;
 use crate::errors::Result;
-use crate::ssh::known_hosts;
-
-/// Tag key on the snapshots of cgcloud's images: the image they were made for.
-pub const SNAPSHOT_IMAGE_TAG: &str = "cgcloud:image";
 
 /// How many instance IDs go into one `instance-id` filter.
-const IDS_PER_CALL: usize = 150;
+pub(super) const IDS_PER_CALL: usize = 150;
 
 /// Whether an ownership tag's value names `ns` or a namespace inside it. The value must be a
 /// valid namespace itself, so `/alicex/` is not inside `/alice/`.
@@ -67,7 +60,7 @@ impl Item {
         ]
     }
 
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         format!("{} `{}`", self.kind.replace('-', " "), self.id)
     }
 }
@@ -367,326 +360,6 @@ async fn delete_role(ctx: &Context, name: &str) -> Result<()> {
     }
 }
 
-/// Tags the snapshots of a new image of this account with the ownership tag and
-/// [`SNAPSHOT_IMAGE_TAG`]. A failure is a warning: the image is fine, only `cleanup` will not
-/// find its snapshots.
-///
-/// NOTE: moto fails on `TagSpecifications` of resource type `snapshot` in `CreateImage`, so the
-/// snapshots are tagged afterwards with `CreateTags`, once the image is available and lists them.
-pub async fn tag_image_snapshots(ctx: &Context, account: &str, image_id: &str) {
-    let ec2 = ctx.aws.ec2();
-    let result = async {
-        let Some(img) = aws::own_image_by_id(&ec2, account, image_id).await? else {
-            anyhow::bail!("the image has disappeared");
-        };
-        let snaps = super::images::snapshots(&img);
-        if snaps.is_empty() {
-            return Ok(snaps);
-        }
-        ec2.create_tags()
-            .set_resources(Some(snaps.clone()))
-            .tags(
-                aws_sdk_ec2::types::Tag::builder()
-                    .key(OWNER_TAG)
-                    .value(ctx.namespace.as_str())
-                    .build(),
-            )
-            .tags(
-                aws_sdk_ec2::types::Tag::builder()
-                    .key(SNAPSHOT_IMAGE_TAG)
-                    .value(image_id)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws(|| format!("failed to tag snapshots {}", snaps.join(", ")))?;
-        Ok(snaps)
-    }
-    .await;
-    match result {
-        Ok(snaps) => ctx.shell.debug(format!("tagged snapshots {} of `{image_id}`", snaps.join(", "))),
-        Err(e) => ctx.shell.warn(format!(
-            "could not tag the snapshots of image `{image_id}` ({}); `cgcloud cleanup` will not find them once the \
-             image is deleted",
-            crate::errors::one_line(&e)
-        )),
-    }
-}
-
-/// What `cleanup` deletes.
-#[derive(Debug, Default)]
-pub struct Leftovers {
-    /// Snapshots of this namespace's images that no image references any more.
-    pub snapshots: Vec<Item>,
-    /// Pins in cgcloud's known_hosts of instances that no region of this account runs.
-    pub pins: Vec<Item>,
-    /// The agent's queues of instances that are gone (see [`agent_queues_to_sweep`]).
-    pub queues: Vec<Item>,
-}
-
-impl Leftovers {
-    pub fn items(&self) -> Vec<&Item> {
-        self.snapshots
-            .iter()
-            .chain(&self.pins)
-            .chain(&self.queues)
-            .collect()
-    }
-}
-
-/// Instance states that count as "still there".
-const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
-
-/// Finds what `cleanup` would delete; touches nothing.
-pub async fn find_leftovers(ctx: &Context, known_hosts_file: &Path) -> Result<Leftovers> {
-    let live = live_instances(&ctx.aws.ec2(), None).await?;
-    Ok(Leftovers {
-        snapshots: orphaned_snapshots(ctx).await?,
-        pins: dead_pins(ctx, known_hosts_file, &live).await?,
-        queues: agent_queues_to_sweep(ctx, &live).await?,
-    })
-}
-
-/// The snapshots owned by this account whose ownership tag names this namespace (or a child),
-/// that carry [`SNAPSHOT_IMAGE_TAG`] (so `image` made them), and that no image of this account
-/// references, nor is the image they were made for still registered.
-async fn orphaned_snapshots(ctx: &Context) -> Result<Vec<Item>> {
-    let ec2 = ctx.aws.ec2();
-    let mut images = BTreeSet::new();
-    let mut referenced = BTreeSet::new();
-    let mut pages = ec2.describe_images().owners("self").into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.aws(|| "failed to list this account's images".to_string())?;
-        for img in page.images() {
-            images.extend(img.image_id().map(str::to_string));
-            referenced.extend(super::images::snapshots(img));
-        }
-    }
-    let mut out = Vec::new();
-    let mut pages = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(filter("tag-key", &[OWNER_TAG]))
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.aws(|| "failed to list this account's snapshots".to_string())?;
-        for s in page.snapshots() {
-            let (Some(id), Some(image)) = (s.snapshot_id(), tag(s.tags(), SNAPSHOT_IMAGE_TAG))
-            else {
-                continue;
-            };
-            let owner = tag(s.tags(), OWNER_TAG);
-            if owned_by(&ctx.namespace, owner)
-                && !referenced.contains(id)
-                && !images.contains(image)
-            {
-                out.push(Item {
-                    kind: "snapshot",
-                    id: id.to_string(),
-                    detail: format!("of deleted image {image}"),
-                    namespace: owner.unwrap_or_default().to_string(),
-                });
-            }
-        }
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
-}
-
-/// The IDs of instances in a live state; all of the region's, or only those among `ids`.
-async fn live_instances(
-    ec2: &aws_sdk_ec2::Client,
-    ids: Option<&[String]>,
-) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
-    let chunks: Vec<Option<&[String]>> = match ids {
-        None => vec![None],
-        Some(ids) => ids.chunks(IDS_PER_CALL).map(Some).collect(),
-    };
-    for chunk in chunks {
-        let mut filters = vec![filter("instance-state-name", &LIVE_STATES)];
-        if let Some(c) = chunk {
-            filters.push(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-id")
-                    .set_values(Some(c.to_vec()))
-                    .build(),
-            );
-        }
-        let mut pages = ec2
-            .describe_instances()
-            .set_filters(Some(filters))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.aws(|| "failed to list instances".to_string())?;
-            for r in page.reservations() {
-                out.extend(
-                    r.instances()
-                        .iter()
-                        .filter_map(|i| i.instance_id().map(str::to_string)),
-                );
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Pins of instances that are not live in this region nor in any other region of the account.
-/// Instance IDs are never reused, so such a pin can never be used again. If a region cannot be
-/// asked, the pins it might hold are kept.
-///
-/// NOTE: pins are keyed by instance ID only, so a pin of an instance in another AWS account
-/// (another profile sharing the data directory) looks dead here; the listing shows every pin
-/// before anything is removed.
-async fn dead_pins(ctx: &Context, file: &Path, live_here: &BTreeSet<String>) -> Result<Vec<Item>> {
-    let mut unknown: Vec<String> = pinned_instance_ids(file)?
-        .into_iter()
-        .filter(|id| !live_here.contains(id))
-        .collect();
-    if unknown.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ec2 = ctx.aws.ec2();
-    let regions = ec2
-        .describe_regions()
-        .send()
-        .await
-        .aws(|| "failed to list the account's regions".to_string())?;
-    for region in regions.regions().iter().filter_map(|r| r.region_name()) {
-        if region == ctx.region || unknown.is_empty() {
-            continue;
-        }
-        let there = aws_sdk_ec2::Client::from_conf(
-            ec2.config()
-                .to_builder()
-                .region(Region::new(region.to_string()))
-                .build(),
-        );
-        match live_instances(&there, Some(&unknown)).await {
-            Ok(live) => unknown.retain(|id| !live.contains(id)),
-            Err(e) => {
-                ctx.shell.warn(format!(
-                    "could not ask region {region} about pinned instances ({}); their pins are kept",
-                    crate::errors::one_line(&e)
-                ));
-                return Ok(Vec::new());
-            }
-        }
-    }
-    Ok(unknown
-        .into_iter()
-        .map(|id| Item {
-            kind: "known-host-pin",
-            id,
-            detail: "instance is gone".into(),
-            namespace: String::new(),
-        })
-        .collect())
-}
-
-/// The instance IDs pinned in cgcloud's known_hosts (`<instance-id> <type> <base64>` lines).
-fn pinned_instance_ids(file: &Path) -> Result<Vec<String>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(
-                anyhow::Error::new(e).context(format!("failed to read `{}`", file.display()))
-            )
-        }
-    };
-    let mut ids: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|id| id.starts_with("i-"))
-        .map(str::to_string)
-        .collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
-}
-
-/// The agent's notification queues of this namespace (in this region) whose instance is not
-/// among `live_instance_ids`: the queues of boxes terminated outside cgcloud.
-pub async fn agent_queues_to_sweep(
-    ctx: &Context,
-    live_instance_ids: &BTreeSet<String>,
-) -> Result<Vec<Item>> {
-    let sqs = aws_sdk_sqs::Client::new(ctx.aws.sdk());
-    let prefix = cgcloud_agent::queue_prefix(&ctx.namespace);
-    let mut pages = sqs
-        .list_queues()
-        .queue_name_prefix(&prefix)
-        .max_results(1000)
-        .into_paginator()
-        .send();
-    let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.aws(|| {
-            format!(
-                "failed to list the agent queues of namespace `{}`",
-                ctx.namespace
-            )
-        })?;
-        for url in page.queue_urls() {
-            let name = url.rsplit('/').next().unwrap_or_default();
-            if let Some(id) = cgcloud_agent::instance_of_queue(&ctx.namespace, name) {
-                if !live_instance_ids.contains(id) {
-                    out.push(Item {
-                        kind: "agent-queue",
-                        id: name.to_string(),
-                        detail: id.to_string(),
-                        namespace: ctx.namespace.as_str().to_string(),
-                    });
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Deletes what [`find_leftovers`] found; a failure is recorded and the rest goes on.
-pub async fn delete_leftovers(
-    ctx: &Context,
-    found: &Leftovers,
-    known_hosts_file: &Path,
-) -> Vec<Failure> {
-    let mut failures = Vec::new();
-    let ec2 = ctx.aws.ec2();
-    for s in &found.snapshots {
-        match ec2.delete_snapshot().snapshot_id(&s.id).send().await {
-            Ok(_) => ctx.shell.info(format!("deleted {}", s.label())),
-            Err(e) if error_code(&e) == Some("InvalidSnapshot.NotFound") => {}
-            Err(e) => failures.push(Failure {
-                what: s.label(),
-                why: aws::describe(&e),
-            }),
-        }
-    }
-    for p in &found.pins {
-        match known_hosts::forget(known_hosts_file, &p.id) {
-            Ok(()) => ctx.shell.info(format!("forgot the host key of `{}`", p.id)),
-            Err(e) => failures.push(Failure {
-                what: p.label(),
-                why: crate::errors::one_line(&e),
-            }),
-        }
-    }
-    for q in &found.queues {
-        match super::agent::remove_wiring(ctx, &q.detail).await {
-            Ok(()) => ctx.shell.info(format!("deleted {}", q.label())),
-            Err(e) => failures.push(Failure {
-                what: q.label(),
-                why: crate::errors::one_line(&e),
-            }),
-        }
-    }
-    failures
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,23 +379,5 @@ mod tests {
         assert!(owned_by(&root, Some("/bob/")));
         assert!(!owned_by(&root, Some("")));
         assert!(!owned_by(&root, Some("yes")));
-    }
-
-    #[test]
-    fn pinned_ids_are_read_from_known_hosts_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("known_hosts");
-        assert!(pinned_instance_ids(&f).unwrap().is_empty());
-        known_hosts::pin(&f, "i-0b", "ssh-ed25519 AAAA2").unwrap();
-        known_hosts::pin(&f, "i-0a", "ssh-ed25519 AAAA1").unwrap();
-        std::fs::write(
-            &f,
-            format!("{}# comment\n\n", std::fs::read_to_string(&f).unwrap()),
-        )
-        .unwrap();
-        assert_eq!(
-            pinned_instance_ids(&f).unwrap(),
-            vec!["i-0a".to_string(), "i-0b".to_string()]
-        );
     }
 }

@@ -189,6 +189,8 @@ fn manifest(
         }
     }
     m.remove("dev-dependencies");
+    // The copy is its own workspace: the lints it would inherit are the checkout's business.
+    m.remove("lints");
     if let Some(deps) = m.get_mut("dependencies").and_then(|d| d.as_table_mut()) {
         for (name, v) in deps.iter_mut() {
             if let Some((_, path)) = remap.iter().find(|(n, _)| n == name) {

@@ -1,0 +1,400 @@
+//! The box template: `create` and `recreate` drive a role's hooks in the original's order —
+//! the plan (`ops::plan`) → security group → IAM role and instance profile → user data with a
+//! generated host key → RunInstances with every tag applied at launch → running → the boot
+//! (`ops::boot`: `on_instance_running`, SSH with the pinned host key, cloud-init,
+//! `on_instance_ready`) → the set-up phases → optional image. A failure after launch
+//! terminates the instance unless `-N`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{Instance, Tag};
+use cgcloud_plugin_host::{RoleData, RoleHandle};
+use serde_json::{json, Value};
+
+use super::boot::{self, Boot};
+use super::launch::{self, LaunchSpec, Phases};
+use super::prepare::{self, OWNER_TAG, ROLE_TAG};
+use super::{images, instances};
+use crate::aws::{self, AwsResultExt};
+use crate::ctx::Context;
+use crate::errors::Result;
+use crate::ssh::hostkey::HostKey;
+use crate::ssh::remote::Remote;
+use crate::ssh::{known_hosts, SshSettings};
+use crate::user_error;
+
+use super::plan::{iam_of, plan, plan_json, CreateOptions, Plan};
+
+/// What `create` and `recreate` did (printed as JSON with `--json`).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub instance_id: String,
+    pub address: String,
+    pub image_id: String,
+    pub new_image: Option<String>,
+    pub terminated: bool,
+    pub phases: Phases,
+}
+
+impl Created {
+    pub fn to_json(&self, ctx: &Context, role: &str, instance_type: &str) -> Value {
+        json!({
+            "role": role,
+            "namespace": ctx.namespace.as_str(),
+            "instance_id": self.instance_id,
+            "address": self.address,
+            "image_id": self.image_id,
+            "instance_type": instance_type,
+            "created_image": self.new_image,
+            "terminated": self.terminated,
+            "phases": self.phases.to_json(),
+        })
+    }
+}
+
+/// `create` (and, with `opts.from_image`, `recreate`).
+pub async fn create(
+    ctx: &Context,
+    role: RoleHandle,
+    opts: &CreateOptions,
+    ssh: &SshSettings,
+) -> Result<Option<(Created, Value)>> {
+    let role = Arc::new(role);
+    let mut phases = Phases::default();
+    let p = plan(ctx, &role, opts).await?;
+    let name = ctx.aws_name(&p.data.name)?;
+    let mut tags: Vec<(String, String)> = vec![
+        ("Name".into(), name.clone()),
+        ("generation".into(), p.generation.to_string()),
+        ("cluster_ordinal".into(), "0".into()),
+        (
+            "enable_agent".into(),
+            if p.enable_agent { "True" } else { "False" }.into(),
+        ),
+        (super::agent::KEYPAIRS_TAG.into(), p.globs.join(" ")),
+        (OWNER_TAG.into(), ctx.namespace.as_str().into()),
+        (ROLE_TAG.into(), p.data.name.clone()),
+    ];
+    for (k, v) in &p.options {
+        tags.push((k.clone(), v.clone()));
+    }
+    if opts.plan {
+        ctx.shell.json(&plan_json(ctx, &p, opts, &tags));
+        return Ok(None);
+    }
+    let t = Instant::now();
+    let sg = prepare::ensure_security_group(
+        ctx,
+        &p.data.name,
+        &p.data.name,
+        opts.vpc.as_deref(),
+        &p.data.security_group_rules,
+        "0.0.0.0/0",
+    )
+    .await?;
+    let (features, policies) = iam_of(ctx, &p);
+    let profile = prepare::ensure_instance_profile(ctx, &p.data.name, &features, &policies).await?;
+    let host_key = HostKey::generate()?;
+    // The host key's public half, for every teammate's cgcloud to pin (`ops::access`).
+    tags.push((
+        super::hostkeys::HOST_KEY_TAG.into(),
+        host_key
+            .public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    ));
+    let mut cloud_config = p.data.cloud_config.clone();
+    if !p.enable_agent {
+        // Without the agent, keys 2…n go in once, at first boot, as in the original.
+        let extra_keys = extra_public_keys(ctx, &p.keypairs[1..]).await?;
+        if !extra_keys.is_empty() {
+            cloud_config.append(
+                "ssh_authorized_keys",
+                extra_keys.into_iter().map(Value::from),
+            );
+        }
+    }
+    let spec = LaunchSpec {
+        image: p.image.clone(),
+        instance_type: p.instance_type.clone(),
+        key_name: p.keypairs[0].clone(),
+        security_group_ids: vec![sg],
+        subnet_id: p.subnet.clone(),
+        instance_profile_arn: Some(profile),
+        user_data: prepare::user_data(&cloud_config, &host_key),
+        root_volume_size: opts.root_volume_size,
+        root_volume_type: p.root_volume_type.clone(),
+        encrypt_root: opts.encrypt_root,
+        extra_devices: p.data.block_devices.clone(),
+        spot_max_price: opts.spot_bid,
+        tags,
+    };
+    let instance = launch::run_instance(ctx, &spec).await?;
+    let id = instance.instance_id().unwrap_or_default().to_string();
+    let t = phases.record("api", t);
+    ctx.shell.info(format!(
+        "launched instance `{id}` of role `{}` from `{}`",
+        p.data.name,
+        p.image.image_id().unwrap_or_default()
+    ));
+    ctx.shell.status(&id, "pending → running");
+    let ticker = ctx.shell.is_live().then(|| {
+        let shell = ctx.shell.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                shell.tick();
+            }
+        })
+    });
+    // Ctrl-C stops the work and, like any failure, terminates the instance unless -N.
+    let result = tokio::select! {
+        r = provision(ctx, &role, opts, ssh, &p, &id, &host_key, &mut phases, t) => r,
+        _ = tokio::signal::ctrl_c() => {
+            crate::ssh::remote::cancel();
+            Err(user_error!("interrupted while setting up `{id}`"))
+        }
+    };
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    ctx.shell.status_done(&id);
+    match result {
+        Ok((address, new_image, terminated)) => {
+            ctx.shell.info(format!("phases: {}", phases.summary()));
+            if !terminated {
+                let ns = ctx.namespace.as_str();
+                ctx.shell.info(format!(
+                    "Run `cgcloud ssh -n {ns} -z {} {}` to start using this box.",
+                    ctx.zone, p.data.name
+                ));
+            }
+            let created = Created {
+                instance_id: id,
+                address,
+                image_id: p.image.image_id().unwrap_or_default().into(),
+                new_image,
+                terminated,
+                phases,
+            };
+            let j = created.to_json(ctx, &p.data.name, &p.instance_type);
+            Ok(Some((created, j)))
+        }
+        Err(e) => {
+            if opts.never_terminate {
+                ctx.shell
+                    .warn(format!("kept instance `{id}` after the failure (-N)"));
+            } else {
+                match ctx.aws.ec2().terminate_instances().instance_ids(&id).send().await {
+                    Ok(_) => {
+                        if let Err(fe) = instances::forget(ctx, &id).await {
+                            ctx.shell.warn(crate::errors::one_line(&fe));
+                        }
+                        ctx.shell.warn(format!("terminated instance `{id}` after the failure (-N keeps it)"));
+                    }
+                    Err(te) => ctx.shell.warn(format!(
+                        "instance `{id}` could not be terminated after the failure ({}); terminate it by hand",
+                        aws::describe(&te)
+                    )),
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The accounts whose keys the agent manages: the admin account and the role's default one.
+pub fn agent_accounts(data: &RoleData) -> Vec<String> {
+    let mut accounts = vec![data.admin_account.clone()];
+    if data.default_account != data.admin_account {
+        accounts.push(data.default_account.clone());
+    }
+    accounts
+}
+
+/// Hands the launch key over from the admin account's `authorized_keys` to the agent's file
+/// (`agent::hand_over_launch_key`), with the launch key pair's public key as EC2 has it.
+async fn hand_over_launch_key(ctx: &Context, remote: &Remote, id: &str, p: &Plan) -> Result<()> {
+    let name = &p.keypairs[0];
+    let key = aws::key_pair(&ctx.aws.ec2(), name)
+        .await?
+        .and_then(|k| k.public_key().map(|s| s.trim().to_string()))
+        .ok_or_else(|| {
+            user_error!("EC2 no longer has the public key of the launch key pair `{name}`")
+        })?;
+    super::agent::hand_over_launch_key(ctx, remote, id, &p.data.admin_account, &key).await
+}
+
+/// The public keys of key pairs 2…n, installed once at first boot.
+async fn extra_public_keys(ctx: &Context, names: &[String]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for n in names {
+        match aws::key_pair(&ctx.aws.ec2(), n).await? {
+            Some(k) => match k.public_key() {
+                Some(pk) => keys.push(pk.trim().to_string()),
+                None => ctx.shell.warn(format!(
+                    "EC2 did not return the public key of key pair `{n}`; it is left out"
+                )),
+            },
+            None => ctx
+                .shell
+                .warn(format!("key pair `{n}` has disappeared; it is left out")),
+        }
+    }
+    Ok(keys)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn provision(
+    ctx: &Context,
+    role: &Arc<RoleHandle>,
+    opts: &CreateOptions,
+    ssh: &SshSettings,
+    p: &Plan,
+    id: &str,
+    host_key: &HostKey,
+    phases: &mut Phases,
+    t: Instant,
+) -> Result<(String, Option<String>, bool)> {
+    known_hosts::pin(&ssh.known_hosts(), id, &host_key.public)?;
+    // The original names a box's cluster after the box itself.
+    ctx.aws
+        .ec2()
+        .create_tags()
+        .resources(id)
+        .tags(Tag::builder().key("cluster_name").value(id).build())
+        .send()
+        .await
+        .aws(|| format!("failed to tag `{id}`"))?;
+    if p.enable_agent {
+        super::agent::wire(ctx, id).await?;
+    }
+    let (_, address) = launch::wait_running(ctx, id, opts.private_ip).await?;
+    let t = phases.record("pending-to-running", t);
+    let boot = Boot {
+        role,
+        options: &p.options,
+        ssh,
+        id,
+        admin: &p.data.admin_account,
+        first_boot: true,
+        // The host key from user data has served its one purpose: verifying this first connection.
+        rotate_host_key: true,
+    };
+    boot.running(ctx).await?;
+    if opts.quick {
+        return Ok((address, None, false));
+    }
+    let (mut remote, t) = boot.ready(ctx, address.clone(), phases, t).await?;
+    let mut t = t;
+    let mut address = address;
+    if opts.from_image.is_none() {
+        ctx.shell
+            .status(id, &format!("setting up role `{}`", p.data.name));
+        let upgrade = opts.upgrade;
+        boot::run_hooks(ctx, role, id, Some(&remote), &p.options, move |r, s| {
+            r.setup(s, upgrade).map_err(Box::new)
+        })
+        .await?;
+        if !p.data.init_commands.is_empty() {
+            install_init_commands(&remote, &p.data.init_commands).await?;
+        }
+        if p.enable_agent {
+            let accounts = agent_accounts(&p.data);
+            if let Some(agent) = &p.agent {
+                super::agent::install(ctx, &remote, id, agent, &p.globs, &accounts).await?;
+            }
+            hand_over_launch_key(ctx, &remote, id, p).await?;
+        }
+        t = phases.record("setup", t);
+        if opts.upgrade {
+            // As the original: upgraded packages (a new kernel) take effect after a reboot,
+            // done as a stop and start so the box comes back on fresh hardware.
+            ctx.shell.status(id, "rebooting after the upgrade");
+            boot::close(remote).await;
+            launch::stop(ctx, id).await?;
+            let (_, a) = launch::start(ctx, id, opts.private_ip).await?;
+            let again = Boot {
+                first_boot: false,
+                rotate_host_key: false,
+                ..boot
+            };
+            let (r, t2) = again.booted(ctx, a.clone(), phases, t).await?;
+            (remote, address) = (r, a);
+            t = phases.record("reboot", t2);
+        }
+    }
+    if opts.from_image.is_some() && p.enable_agent {
+        // A box from an image: its agent (from the image) takes over this instance's launch key.
+        hand_over_launch_key(ctx, &remote, id, p).await?;
+    }
+    if opts.create_image {
+        if p.enable_agent {
+            super::agent::clear_for_image(&remote, &agent_accounts(&p.data)).await?;
+        }
+        super::hostkeys::forget_user_data(&remote).await?;
+    }
+    boot::close(remote).await;
+    let mut new_image = None;
+    if opts.create_image {
+        ctx.shell.status(id, "stopping to make an image");
+        launch::stop(ctx, id).await?;
+        let img = images::make(ctx, role, id, &p.data, &p.options).await?;
+        new_image = Some(img);
+        t = phases.record("image", t);
+        if !opts.terminate {
+            let (_, a) = launch::start(ctx, id, opts.private_ip).await?;
+            // The image holds the host key the box had; the box that goes on gets a new one.
+            let again = Boot {
+                first_boot: false,
+                ..boot
+            };
+            let (r, t2) = again.booted(ctx, a.clone(), phases, t).await?;
+            boot::close(r).await;
+            address = a;
+            t = phases.record("restart", t2);
+        }
+    }
+    let _ = t;
+    if opts.terminate {
+        instances::terminate(ctx, &instance_of(ctx, id).await?, true).await?;
+        instances::forget(ctx, id).await?;
+        return Ok((address, new_image, true));
+    }
+    Ok((address, new_image, false))
+}
+
+/// The role's boot-time commands, run at the end of every boot by a oneshot systemd unit
+/// (the original appended them to rc.local); each must tolerate `set -e`.
+async fn install_init_commands(remote: &Remote, commands: &[String]) -> Result<()> {
+    let mut script = String::from(
+        "#!/bin/sh\n# Boot-time commands of the box's role, written by cgcloud.\nset -e\n",
+    );
+    for c in commands {
+        script.push_str(c);
+        script.push('\n');
+    }
+    let unit = "[Unit]\nDescription=Boot-time commands of the box's cgcloud role\nWants=network-online.target\n\
+                After=network-online.target cloud-final.service\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+                ExecStart=/usr/local/sbin/cgcloud-init-commands\n\n[Install]\nWantedBy=multi-user.target\n";
+    let install = format!(
+        "set -e; umask 022; printf %s {script} > /usr/local/sbin/cgcloud-init-commands; \
+         chmod 755 /usr/local/sbin/cgcloud-init-commands; printf %s {unit} > /etc/systemd/system/cgcloud-init-commands.service; \
+         systemctl daemon-reload; systemctl enable cgcloud-init-commands.service",
+        script = crate::ssh::remote::quote(&script),
+        unit = crate::ssh::remote::quote(unit),
+    );
+    remote
+        .run_as_root(&install, None, "install the role's boot-time commands")
+        .await?;
+    Ok(())
+}
+
+async fn instance_of(ctx: &Context, id: &str) -> Result<Instance> {
+    aws::instance_by_id(&ctx.aws.ec2(), id)
+        .await?
+        .ok_or_else(|| user_error!("instance `{id}` has disappeared"))
+}
