@@ -105,6 +105,28 @@ impl World {
             .unwrap_or_else(|e| panic!("EC2 call failed: {e}"))
     }
 
+    /// Whether EC2's `action` (e.g. `DescribeSnapshots`) with `id_param=id` lists `id` under
+    /// `field`; `missing_code` is the error EC2 answers for an ID it does not know.
+    pub fn ec2_lists(
+        &self,
+        action: &str,
+        id_param: &str,
+        id: &str,
+        field: &str,
+        missing_code: &str,
+    ) -> bool {
+        let all = [
+            ("Action", action),
+            (id_param, id),
+            ("Version", "2016-11-15"),
+        ];
+        match self.moto.call(&self.account.id, "ec2", &form(&all)) {
+            Ok(b) => xml_fields(&b, field).contains(&id.to_string()),
+            Err(e) if e.contains(missing_code) => false,
+            Err(e) => panic!("{action} failed: {e}"),
+        }
+    }
+
     /// One EC2 call that is expected to fail; returns the error body.
     pub fn ec2_err(&self, pairs: &[(&str, &str)]) -> String {
         let mut all = pairs.to_vec();

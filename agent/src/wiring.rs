@@ -346,17 +346,13 @@ pub async fn delete_instance_wiring(
     Ok(removed)
 }
 
-/// `cleanup`: removes the wiring of every instance of the namespace for which `is_live`
-/// says no, and subscriptions of the topic whose queue is gone. Queues and subscriptions not
-/// named like the namespace's agent queues are left alone.
-pub async fn sweep_namespace(
+/// The `(name, URL)` of every queue named like one of the namespace's agent queues, in this
+/// region.
+pub async fn namespace_queues(
     sqs: &aws_sdk_sqs::Client,
-    sns: &aws_sdk_sns::Client,
     ns: &Namespace,
-    is_live: impl Fn(&str) -> bool,
-) -> anyhow::Result<Removed> {
+) -> anyhow::Result<Vec<(String, String)>> {
     let prefix = names::queue_prefix(ns);
-    let mut removed = Removed::default();
     let mut existing = Vec::new();
     let mut pages = sqs
         .list_queues()
@@ -370,6 +366,20 @@ pub async fn sweep_namespace(
             existing.push((last_segment(url).to_string(), url.to_string()));
         }
     }
+    Ok(existing)
+}
+
+/// `cleanup`: removes the wiring of every instance of the namespace for which `is_live`
+/// says no, and subscriptions of the topic whose queue is gone. Queues and subscriptions not
+/// named like the namespace's agent queues are left alone.
+pub async fn sweep_namespace(
+    sqs: &aws_sdk_sqs::Client,
+    sns: &aws_sdk_sns::Client,
+    ns: &Namespace,
+    is_live: impl Fn(&str) -> bool,
+) -> anyhow::Result<Removed> {
+    let mut removed = Removed::default();
+    let existing = namespace_queues(sqs, ns).await?;
     let gone = |queue: &str| names::instance_of_queue(ns, queue).is_some_and(|id| !is_live(id));
     if let Some(topic_arn) = find_topic(sns, ns).await? {
         for (arn, endpoint) in sqs_subscriptions(sns, &topic_arn).await? {

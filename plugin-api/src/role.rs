@@ -65,9 +65,26 @@ macro_rules! hooks {
         /// [`crate::base`]; override only what your role changes, and call the parent
         /// explicitly with `cx.sup()`.
         ///
-        /// A hook returning `Err` stops what cgcloud is doing (for `create`, the instance is
-        /// terminated unless `-N`); a panic is caught and reported as an error naming the
-        /// plugin, the role and the hook.
+        /// # When hooks run
+        ///
+        /// - **Declared data** (`options` … `init_commands`, and `validate_options`): no box
+        ///   exists; `cx.run` and the other remote calls fail, logging and options work.
+        ///   cgcloud calls them as often as it needs (`list-roles`, `list-options`,
+        ///   `create --plan`, every command that binds a box, image hashes) and expects the
+        ///   same answer for the same options each time: keep them pure. An error makes the
+        ///   role unusable: commands that need it stop with the error, and `list-roles` lists
+        ///   the role as broken with the reason.
+        /// - **Boot hooks** (`on_instance_running`, `on_instance_ready`): once per boot, in
+        ///   every command that boots a box: `create`, `recreate`, `start`, `reboot`, the
+        ///   reboot after `create --upgrade` and the restart after `create --image`.
+        ///   `first_boot` is true only on an instance's first boot (`create`, `recreate`).
+        /// - **Set-up phases** (`setup_package_repos` … `upgrade_packages`): once per box, in
+        ///   `create`, after the first `on_instance_ready`; not in `recreate`, whose image has
+        ///   them done. The box is reachable.
+        ///
+        /// A hook returning `Err` stops what cgcloud is doing with one line naming the plugin,
+        /// the role and the hook (in `create`, the instance is then terminated unless `-N`);
+        /// a panic is caught and reported the same way.
         pub trait Role: Send + Sync + 'static {
             $(
                 $(#[$doc])*
@@ -118,104 +135,98 @@ macro_rules! hooks {
 }
 
 hooks! {
-    // --- Identity and declared data ---
-    //
-    // Declared-data hooks are pure: cgcloud calls them offline (no box exists; `cx.run` and
-    // the other remote calls fail), as often as it needs (`list-roles`, `list-options`,
-    // `create --plan`, every command that binds a box, image hashes), and expects the same
-    // answer each time for the same options. An error makes the role unusable: commands that
-    // need the role stop with it, and `list-roles` lists the role as broken with the reason.
+    // --- Identity and declared data (see "When hooks run" on `Role`) ---
 
-    /// The options this role accepts (`-O NAME=VALUE`). Declared data: pure, offline, called
-    /// any number of times. Default: the parent's; base: none.
+    /// The options this role accepts (`-O NAME=VALUE`). Declared data: pure, offline, called any
+    /// number of times. Default: the parent's; base: none.
     fn options() -> Vec<RoleOption>;
-    /// Checks the role options' values (defaults applied, `cx.option`) before anything is
-    /// launched: `create`, `recreate` and `create --plan` call it after the host checked names
-    /// and kinds, and an error stops the command with its message before any AWS resource is
-    /// made. Pure and offline, like declared data. Base: accepts anything.
+    /// Checks the role options' values (defaults applied, `cx.option`) before anything is launched:
+    /// `create`, `recreate` and `create --plan` call it after the host checked names and kinds, and
+    /// an error stops the command with its message before any AWS resource is made. Pure and
+    /// offline, like declared data. Base: accepts anything.
     fn validate_options() -> ();
-    /// The instance type used when `-t` is not given. Declared data. Base: `t3.micro`.
+    /// The instance type used when `-t` is not given. Declared data (pure, offline). Base:
+    /// `t3.micro`.
     fn recommended_instance_type() -> String;
-    /// Supported virtualization types, preferred first. Declared data. Base: `[hvm]`.
+    /// Supported virtualization types, preferred first. Declared data (pure, offline). Base:
+    /// `[hvm]`.
     fn virtualization_types() -> Vec<Virtualization>;
-    /// Supported architectures, preferred first. Declared data. Base: `[x86_64]`.
+    /// Supported architectures, preferred first. Declared data (pure, offline). Base: `[x86_64]`.
     fn architectures() -> Vec<Arch>;
-    /// The account with passwordless sudo that cgcloud provisions through. Declared data.
-    /// Base: an error (extend a built-in role, which sets it).
+    /// The account with passwordless sudo that cgcloud provisions through. Declared data (pure,
+    /// offline). Base: an error (extend a built-in role, which sets it).
     fn admin_account() -> String;
-    /// The account `cgcloud ssh` logs into. Declared data. Base: the most derived role's admin
-    /// account.
+    /// The account `cgcloud ssh` logs into. Declared data (pure, offline). Base: the most derived
+    /// role's admin account.
     fn default_account() -> String;
-    /// How to find the base image: owner account plus name pattern. Declared data. Base: an
-    /// error.
+    /// How to find the base image: owner account plus name pattern. Declared data (pure, offline).
+    /// Base: an error.
     fn base_image() -> BaseImageQuery;
-    /// Ingress rules of the role's security group. Declared data. Base: SSH from the
-    /// configured clients and ICMP "fragmentation needed" from anywhere.
+    /// Ingress rules of the role's security group. Declared data (pure, offline). Base: SSH from
+    /// the configured clients and ICMP "fragmentation needed" from anywhere.
     fn security_group_rules() -> Vec<SecurityGroupRule>;
     /// The features contributing to the role's IAM role, in order; they name the IAM role
-    /// (`cgcloud--feature--…`, hashed). Declared data. Base: none.
+    /// (`cgcloud--feature--…`, hashed). Declared data (pure, offline). Base: none.
     fn iam_role_features() -> Vec<String>;
-    /// Inline policies of the role's instance profile. Declared data. Base: none.
+    /// Inline policies of the role's instance profile. Declared data (pure, offline). Base: none.
     fn iam_policies() -> Vec<IamPolicy>;
-    /// The prefix of the names of images made from boxes of this role. Declared data. Base:
-    /// the role's name.
+    /// The prefix of the names of images made from boxes of this role. Declared data (pure,
+    /// offline). Base: the role's name.
     fn image_name_prefix() -> String;
-    /// Declared features, e.g. `apt`, `systemd`, `cloud-init`. Declared data. Base: none.
+    /// Declared features, e.g. `apt`, `systemd`, `cloud-init`. Declared data (pure, offline). Base:
+    /// none.
     fn features() -> Vec<String>;
 
     // --- Launch-time contributions (declared data too: pure, offline) ---
 
-    /// Block devices besides the root volume. Declared data. Base: none.
+    /// Block devices besides the root volume. Declared data (pure, offline). Base: none.
     fn block_devices() -> Vec<BlockDevice>;
-    /// Cloud-config contributions merged into the user data. Declared data. Base: empty.
+    /// Cloud-config contributions merged into the user data. Declared data (pure, offline). Base:
+    /// empty.
     fn cloud_config() -> CloudConfig;
     /// Shell commands the box runs at the end of every boot (a systemd unit that `create`
-    /// installs); each must tolerate `set -e`. Declared data. Base: none.
+    /// installs); each must tolerate `set -e`. Declared data (pure, offline). Base: none.
     fn init_commands() -> Vec<String>;
 
     // --- Boot hooks: once per boot of a box, in every command that boots one ---
 
     /// Runs once per boot, in every command that boots a box (`create`, `recreate`, `start`,
-    /// `reboot`, the reboot after `create --upgrade`, the restart after `create --image`),
-    /// after EC2 reports the instance `running` and before SSH is tried. `first_boot` is true
-    /// only on the instance's first boot (`create`, `recreate`). The box cannot be reached
-    /// yet: `cx.run`, `cx.sudo` and the file calls fail; logging and options work. An error
-    /// stops the command; in `create` the instance is then terminated unless `-N`.
-    /// Base: nothing.
+    /// `reboot`, the reboot after `create --upgrade`, the restart after `create --image`), after
+    /// EC2 reports the instance `running` and before SSH is tried. `first_boot` is true only on the
+    /// instance's first boot (`create`, `recreate`). The box cannot be reached yet: `cx.run`,
+    /// `cx.sudo` and the file calls fail; logging and options work. An error stops the command; in
+    /// `create` the instance is then terminated unless `-N`. Base: nothing.
     fn on_instance_running(first_boot: bool) -> ();
-    /// Runs once per boot, in the same commands as `on_instance_running`, after SSH answers
-    /// (the host key verified) and cloud-init finished, before anything else cgcloud does on
-    /// the box. The box is reachable: `cx.run`, `cx.sudo` and the file calls work. `first_boot`
-    /// as for `on_instance_running`. An error stops the command; in `create` the instance is
-    /// then terminated unless `-N`. Base: nothing.
+    /// Runs once per boot, in the same commands as `on_instance_running`, after SSH answers (the
+    /// host key verified) and cloud-init finished, before anything else cgcloud does on the box.
+    /// The box is reachable: `cx.run`, `cx.sudo` and the file calls work. `first_boot` as for
+    /// `on_instance_running`. An error stops the command; in `create` the instance is then
+    /// terminated unless `-N`. Base: nothing.
     fn on_instance_ready(first_boot: bool) -> ();
 
-    // --- Set-up phases: once per box, in `create` after the first `on_instance_ready` ---
-    //
-    // The box is reachable. Not run by `recreate` (the image has them done). An error stops
-    // `create`, naming the plugin, role and hook, and terminates the instance unless `-N`.
+    // --- Set-up phases (see "When hooks run" on `Role`) ---
 
-    /// Set-up phase 1: add package repositories. Base: nothing.
+    /// Set-up phase 1 (once per box, in `create`): add package repositories. Base: nothing.
     fn setup_package_repos() -> ();
-    /// Set-up phase 2: refresh the package index. Base: nothing.
+    /// Set-up phase 2 (once per box, in `create`): refresh the package index. Base: nothing.
     fn sync_package_repos() -> ();
-    /// Set-up phase 3: anything needed before packages are installed (users, debconf).
-    /// Base: nothing.
+    /// Set-up phase 3 (once per box, in `create`): anything needed before packages are installed
+    /// (users, debconf). Base: nothing.
     fn pre_install_packages() -> ();
-    /// Set-up phase 4a: package substitutions, applied transitively. Also read as declared
-    /// data (`create --plan`), so pure. Base: none.
+    /// Set-up phase 4a (once per box, in `create`): package substitutions, applied transitively.
+    /// Also read as declared data (`create --plan`), so pure. Base: none.
     fn package_substitutions() -> Vec<Substitution>;
-    /// Set-up phase 4b: the packages to install. Also read as declared data, so pure.
-    /// Base: none.
+    /// Set-up phase 4b (once per box, in `create`): the packages to install. Also read as declared
+    /// data, so pure. Base: none.
     fn packages() -> Vec<String>;
-    /// Set-up phase 5: install the (substituted) packages. Base: an error unless the list is
-    /// empty (a role needs a package-manager feature to install anything).
+    /// Set-up phase 5 (once per box, in `create`): install the (substituted) packages. Base: an
+    /// error unless the list is empty (a role needs a package-manager feature to install anything).
     fn install_packages(packages: Vec<String>) -> ();
-    /// Set-up phase 6: the role's main work, after packages are installed. Base: nothing.
+    /// Set-up phase 6 (once per box, in `create`): the role's main work, after packages are
+    /// installed. Base: nothing.
     fn post_install_packages() -> ();
-    /// Set-up phase 7, only with `create --upgrade`: upgrade installed packages; the box is
-    /// then rebooted (a boot: the boot hooks run again with `first_boot` false).
-    /// Base: an error.
+    /// Set-up phase 7, only with `create --upgrade`: upgrade installed packages; the box is then
+    /// rebooted (a boot: the boot hooks run again with `first_boot` false). Base: an error.
     fn upgrade_packages() -> ();
 }
 

@@ -50,20 +50,13 @@ fn image_exists(w: &World, id: &str) -> bool {
 }
 
 fn snapshot_exists(w: &World, id: &str) -> bool {
-    let body = w.moto.call(
-        &w.account.id,
-        "ec2",
-        &form(&[
-            ("Action", "DescribeSnapshots"),
-            ("SnapshotId.1", id),
-            ("Version", "2016-11-15"),
-        ]),
-    );
-    match body {
-        Ok(b) => xml_fields(&b, "snapshotId").contains(&id.to_string()),
-        Err(e) if e.contains("InvalidSnapshot.NotFound") => false,
-        Err(e) => panic!("DescribeSnapshots failed: {e}"),
-    }
+    w.ec2_lists(
+        "DescribeSnapshots",
+        "SnapshotId.1",
+        id,
+        "snapshotId",
+        "InvalidSnapshot.NotFound",
+    )
 }
 
 #[test]

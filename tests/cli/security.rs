@@ -39,20 +39,13 @@ fn make_group(w: &World, name: &str, owner: Option<&str>) -> String {
 }
 
 fn group_exists(w: &World, id: &str) -> bool {
-    let body = w.moto.call(
-        &w.account.id,
-        "ec2",
-        &form(&[
-            ("Action", "DescribeSecurityGroups"),
-            ("GroupId.1", id),
-            ("Version", "2016-11-15"),
-        ]),
-    );
-    match body {
-        Ok(b) => xml_fields(&b, "groupId").contains(&id.to_string()),
-        Err(e) if e.contains("InvalidGroup.NotFound") => false,
-        Err(e) => panic!("DescribeSecurityGroups failed: {e}"),
-    }
+    w.ec2_lists(
+        "DescribeSecurityGroups",
+        "GroupId.1",
+        id,
+        "groupId",
+        "InvalidGroup.NotFound",
+    )
 }
 
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;

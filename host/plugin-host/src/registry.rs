@@ -422,10 +422,11 @@ impl Registry {
     }
 }
 
-/// Loads every plugin that can be loaded and lists, one each, the problems of those that
-/// cannot (what `cgcloud plugin list` shows instead of failing). The registry has at least the
-/// built-in roles.
-pub fn load_what_loads(sources: &PluginSources) -> (Registry, Vec<Problem>) {
+/// Loads what can be loaded, collecting each problem instead of stopping at it.
+fn load_collecting(
+    sources: &PluginSources,
+    strict: bool,
+) -> (Result<Registry, PluginError>, Vec<Problem>) {
     let mut problems: Vec<Problem> = Vec::new();
     let result = Registry::load_with(
         sources,
@@ -433,8 +434,16 @@ pub fn load_what_loads(sources: &PluginSources) -> (Registry, Vec<Problem>) {
             problems.push(Problem::from(&e));
             Ok(())
         },
-        false,
+        strict,
     );
+    (result, problems)
+}
+
+/// Loads every plugin that can be loaded and lists, one each, the problems of those that
+/// cannot (what `cgcloud plugin list` shows instead of failing). The registry has at least the
+/// built-in roles.
+pub fn load_what_loads(sources: &PluginSources) -> (Registry, Vec<Problem>) {
+    let (result, mut problems) = load_collecting(sources, false);
     match result {
         Ok(reg) => (reg, problems),
         Err(e) => {
@@ -447,15 +456,7 @@ pub fn load_what_loads(sources: &PluginSources) -> (Registry, Vec<Problem>) {
 /// Checks everything `load` checks, without stopping at the first problem, plus lock entries
 /// whose file is gone and roles defined twice. Empty means all is well.
 pub fn verify(sources: &PluginSources) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = Vec::new();
-    let result = Registry::load_with(
-        sources,
-        &mut |e| {
-            problems.push(Problem::from(&e));
-            Ok(())
-        },
-        true,
-    );
+    let (result, mut problems) = load_collecting(sources, true);
     if let Ok(reg) = result {
         for (role, providers) in reg.conflicts() {
             let first = reg.find(&providers[0]).ok();

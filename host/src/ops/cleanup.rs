@@ -218,32 +218,24 @@ pub async fn agent_queues_to_sweep(
     live_instance_ids: &BTreeSet<String>,
 ) -> Result<Vec<Item>> {
     let sqs = aws_sdk_sqs::Client::new(ctx.aws.sdk());
-    let prefix = cgcloud_agent::queue_prefix(&ctx.namespace);
-    let mut pages = sqs
-        .list_queues()
-        .queue_name_prefix(&prefix)
-        .max_results(1000)
-        .into_paginator()
-        .send();
-    let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.aws(|| {
-            format!(
-                "failed to list the agent queues of namespace `{}`",
+    let queues = cgcloud_agent::namespace_queues(&sqs, &ctx.namespace)
+        .await
+        .map_err(|e| {
+            crate::user_error!(
+                "failed to list the agent queues of namespace `{}`: {e:#}",
                 ctx.namespace
             )
         })?;
-        for url in page.queue_urls() {
-            let name = url.rsplit('/').next().unwrap_or_default();
-            if let Some(id) = cgcloud_agent::instance_of_queue(&ctx.namespace, name) {
-                if !live_instance_ids.contains(id) {
-                    out.push(Item {
-                        kind: "agent-queue",
-                        id: name.to_string(),
-                        detail: id.to_string(),
-                        namespace: ctx.namespace.as_str().to_string(),
-                    });
-                }
+    let mut out = Vec::new();
+    for (name, _) in queues {
+        if let Some(id) = cgcloud_agent::instance_of_queue(&ctx.namespace, &name) {
+            if !live_instance_ids.contains(id) {
+                out.push(Item {
+                    kind: "agent-queue",
+                    detail: id.to_string(),
+                    id: name,
+                    namespace: ctx.namespace.as_str().to_string(),
+                });
             }
         }
     }
