@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 say() { printf '==> %s\n' "$*" >&2; }
 
 # Debian packages the tests use: ssh-keygen and openssl (key fingerprints are checked
-# independently of cgcloud); for the local cloud: systemd-nspawn, debootstrap, iproute2, rsync,
-# curl; man-db to render the generated manual pages; binutils to read the agent's symbol
-# versions independently of cgcloud; and a python3 with pip for moto unless one is there already.
-packages=(openssh-client openssl ca-certificates systemd-container debootstrap iproute2 rsync curl man-db binutils)
+# independently of cgcloud); for the local cloud: systemd-nspawn, debootstrap, iproute2, nftables
+# (security groups between boxes), rsync, curl; man-db to render the generated manual pages;
+# binutils to read the agent's symbol versions independently of cgcloud; and a python3 with pip
+# for moto unless one is there already.
+packages=(openssh-client openssl ca-certificates systemd-container debootstrap iproute2 nftables rsync curl man-db binutils)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do

@@ -11,9 +11,11 @@ use crate::errors::Result;
 use crate::user_error;
 
 /// A role as `list-roles --json` shows it: the registry's summary plus its options and
-/// image-name prefix.
+/// image-name prefix. (Cluster types follow the roles, with `"kind": "cluster-type"`.)
 #[derive(Debug, Clone, Serialize)]
 pub struct RoleView {
+    /// `role`.
+    pub kind: &'static str,
     #[serde(flatten)]
     pub summary: RoleSummary,
     pub image_prefix: String,
@@ -75,12 +77,14 @@ impl Roles {
             .into_iter()
             .map(|summary| match self.declared(&summary.qualified) {
                 Ok(data) => RoleView {
+                    kind: "role",
                     image_prefix: data.image_name_prefix,
                     options: data.options,
                     problem: None,
                     summary,
                 },
                 Err(e) => RoleView {
+                    kind: "role",
                     image_prefix: String::new(),
                     options: Vec::new(),
                     problem: Some(crate::errors::one_line(&e)),

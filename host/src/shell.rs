@@ -116,6 +116,11 @@ impl Shell {
         }
     }
 
+    /// A line a command cgcloud ran (e.g. ssh on a cluster node) wrote to its stderr.
+    pub fn err_out(&self, line: impl AsRef<str>) {
+        self.err_line(line.as_ref().to_string());
+    }
+
     /// A line of data on stdout.
     pub fn out(&self, line: impl AsRef<str>) {
         let mut out = std::io::stdout().lock();

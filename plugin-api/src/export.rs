@@ -1,7 +1,7 @@
 //! Declaring a plugin: [`PluginDef`] and [`RoleDef`] (plain data), and the `export_plugin!`
 //! macro that turns them into the plugin's single exported entry point.
 
-use crate::proto::{Manifest, RoleDecl};
+use crate::proto::{ClusterDecl, Manifest, RoleDecl};
 use crate::role::{Role, HOOK_NAMES};
 
 /// One role of a plugin: its identity and how to make it. Made by `export_plugin!`, or with
@@ -15,22 +15,53 @@ pub struct RoleDef {
     pub new: fn() -> Box<dyn Role>,
 }
 
-/// A plugin: a name, a version and its roles. Built-in roles are a `PluginDef` too.
+/// A cluster type: a leader role and a worker role (`role` or `plugin/role`), usually both
+/// extending one node role whose image they boot and whose security group they share.
+#[non_exhaustive]
+pub struct ClusterDef {
+    pub name: String,
+    pub leader: String,
+    pub worker: String,
+    pub description: String,
+}
+
+impl ClusterDef {
+    /// Cluster type `name` of a `leader` and `worker`s.
+    pub fn new(name: &str, leader: &str, worker: &str, description: &str) -> Self {
+        Self {
+            name: name.into(),
+            leader: leader.into(),
+            worker: worker.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// A plugin: a name, a version, its roles and its cluster types. Built-in roles are a
+/// `PluginDef` too.
 #[non_exhaustive]
 pub struct PluginDef {
     pub name: &'static str,
     pub version: &'static str,
     pub roles: Vec<RoleDef>,
+    pub clusters: Vec<ClusterDef>,
 }
 
 impl PluginDef {
-    /// A plugin named `name` at `version` with `roles`.
+    /// A plugin named `name` at `version` with `roles` (and no cluster types).
     pub fn new(name: &'static str, version: &'static str, roles: Vec<RoleDef>) -> Self {
         Self {
             name,
             version,
             roles,
+            clusters: Vec::new(),
         }
+    }
+
+    /// The same plugin with `clusters`.
+    pub fn with_clusters(mut self, clusters: Vec<ClusterDef>) -> Self {
+        self.clusters = clusters;
+        self
     }
 
     /// The manifest the host reads after loading.
@@ -50,12 +81,23 @@ impl PluginDef {
                 })
                 .collect(),
             hooks: HOOK_NAMES.iter().map(|h| h.to_string()).collect(),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|c| ClusterDecl {
+                    name: c.name.clone(),
+                    leader: c.leader.clone(),
+                    worker: c.worker.clone(),
+                    description: c.description.clone(),
+                })
+                .collect(),
         }
     }
 }
 
 /// Declares the plugin: its roles, each with a name, an optional parent, a description and a
-/// constructor. Use it once, at the root of a `cdylib` crate.
+/// constructor; and, optionally, its cluster types, each with a name, a leader role, a worker
+/// role and a description. Use it once, at the root of a `cdylib` crate.
 ///
 /// ```ignore
 /// cgcloud_plugin_api::export_plugin! {
@@ -65,6 +107,14 @@ impl PluginDef {
 ///             extends: "generic-ubuntu-noble-box",
 ///             description: "MongoDB on Ubuntu 24.04",
 ///             new: MongoDbBox::default,
+///         },
+///     ],
+///     clusters: [
+///         {
+///             name: "mongodb",
+///             leader: "mongodb-box",
+///             worker: "mongodb-box",
+///             description: "A MongoDB replica set",
 ///         },
 ///     ]
 /// }
@@ -80,7 +130,13 @@ macro_rules! export_plugin {
         $( extends: $extends:expr, )?
         description: $description:expr,
         new: $new:expr $(,)?
-    } ),* $(,)? ] $(,)?) => {
+    } ),* $(,)? ]
+    $(, clusters: [ $( {
+        name: $cname:expr,
+        leader: $leader:expr,
+        worker: $worker:expr,
+        description: $cdescription:expr $(,)?
+    } ),* $(,)? ] )? $(,)?) => {
         #[doc(hidden)]
         pub struct __CgcloudPlugin;
 
@@ -101,7 +157,12 @@ macro_rules! export_plugin {
                             make
                         },
                     ) ),* ],
-                ))
+                ).with_clusters(::std::vec![ $( $( $crate::ClusterDef::new(
+                    $cname,
+                    $leader,
+                    $worker,
+                    $cdescription,
+                ) ),* )? ]))
             }
         }
 

@@ -63,7 +63,7 @@ pub mod testing;
 
 pub use cx::Cx;
 pub use error::{ErrorKind, Result, RoleError};
-pub use export::{BuildInfo, PluginDef, RoleDef};
+pub use export::{BuildInfo, ClusterDef, PluginDef, RoleDef};
 pub use proto::{
     Arch, BaseImageQuery, BlockDevice, CloudConfig, CmdOutput, HostInfo, IamPolicy, Level,
     OptionKind, RoleOption, RuleSource, SecurityGroupRule, Substitution, Virtualization,

@@ -47,6 +47,27 @@ pub struct Manifest {
     /// The hooks this build of plugin-api knows; informative.
     #[serde(default)]
     pub hooks: Vec<String>,
+    /// The cluster types the plugin defines (added in 1.0 after the roles; absent from the
+    /// manifests of plugins that define none).
+    #[serde(default)]
+    pub clusters: Vec<ClusterDecl>,
+}
+
+/// A cluster type as declared in `export_plugin!`: a leader role and a worker role, usually
+/// both extending one node role whose image they boot. For cgcloud itself.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClusterDecl {
+    /// The cluster type's name, e.g. `slurm`.
+    pub name: String,
+    /// The leader's role (`role` or `plugin/role`).
+    pub leader: String,
+    /// The workers' role (`role` or `plugin/role`).
+    pub worker: String,
+    /// Free text; its first line is what `list-roles` shows.
+    #[serde(default)]
+    pub description: String,
 }
 
 /// A role as declared in `export_plugin!`: identity only; everything else comes from hooks.
@@ -656,6 +677,19 @@ mod tests {
             ]),
             r#""bool" "paravirtual" "x86_64" "warn" {"kind":"cidr","value":"1.2.3.4/32"} {"kind":"ssh-clients"}"#
         );
+    }
+
+    #[test]
+    fn manifests_of_older_and_newer_plugins_decode() {
+        // An older plugin's manifest: no `hooks`, no `clusters`.
+        let old = r#"{"name":"p","version":"0.1.0","api":"1.0.0","abi":1,"roles":[{"name":"r"}]}"#;
+        let m: Manifest = serde_json::from_str(old).expect("decodes");
+        assert!(m.clusters.is_empty() && m.hooks.is_empty());
+        // A newer plugin's: fields this build does not know are ignored.
+        let new = r#"{"name":"p","version":"0.1.0","api":"1.9.0","abi":1,"roles":[],
+            "clusters":[{"name":"c","leader":"l","worker":"w","gpus":4}],"placement":"spread"}"#;
+        let m: Manifest = serde_json::from_str(new).expect("decodes");
+        assert_eq!(m.clusters[0].leader, "l");
     }
 
     #[test]

@@ -820,3 +820,143 @@ fn a_box_that_never_answers_times_out_clearly_and_is_terminated() {
     assert_eq!(states.len(), 1);
     assert_eq!(states[0].1, "terminated", "the instance is cleaned up");
 }
+
+/// Tags `id` as a node of cluster `name` whose leader is `leader`, at `ordinal`.
+fn tag_node(c: &Cloud, id: &str, name: &str, leader: &str, ordinal: u32) {
+    let ordinal = ordinal.to_string();
+    c.ec2(&[
+        ("Action", "CreateTags"),
+        ("ResourceId.1", id),
+        ("Tag.1.Key", "cluster_name"),
+        ("Tag.1.Value", name),
+        ("Tag.2.Key", "leader_instance_id"),
+        ("Tag.2.Value", leader),
+        ("Tag.3.Key", "cluster_ordinal"),
+        ("Tag.3.Value", &ordinal),
+    ]);
+}
+
+#[test]
+fn cluster_commands_reach_the_leader_and_its_workers() {
+    let c = Cloud::start();
+    let plugin = fixture_plugin("hook-recorder");
+    let p = plugin.to_str().unwrap();
+    let role = "hook-recorder-box";
+    let cg = |args: &[&str]| {
+        let mut all = vec!["--plugin", p];
+        all.extend(args);
+        c.run(&all)
+    };
+    let o = cg(&["ssh-cluster", "recorder-cluster", "-c", "c1", "true"]);
+    assert_user_error(&o, "no cluster of type `recorder-cluster` named `c1` found");
+
+    // A leader and two workers, tagged as the original tags cluster nodes.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let made = created(&cg(&["create", role, "--no-agent", "--json"]));
+        ids.push(made["instance_id"].as_str().unwrap().to_string());
+    }
+    let leader = ids[0].clone();
+    for (n, id) in ids.iter().enumerate() {
+        tag_node(&c, id, "c1", &leader, n as u32);
+    }
+    assert_success(&cg(&[
+        "ssh",
+        role,
+        "--instance-id",
+        &leader,
+        "touch",
+        "/tmp/on-the-leader",
+    ]));
+
+    // Every node answers, each line prefixed with its node; serially and in parallel.
+    for extra in [&[][..], &["-P"][..]] {
+        let mut args = vec!["ssh-cluster", "recorder-cluster", "-c", "c1"];
+        args.extend(extra);
+        args.extend(["echo", "hello"]);
+        let o = cg(&args);
+        assert_success(&o);
+        assert_eq!(
+            stdout(&o),
+            "leader: hello\nworker-1: hello\nworker-2: hello\n",
+            "{extra:?}"
+        );
+    }
+    // A command that fails on some nodes: exit 2, naming them.
+    let o = cg(&[
+        "ssh-cluster",
+        "recorder-cluster",
+        "-c",
+        "c1",
+        "-P",
+        "test",
+        "-e",
+        "/tmp/on-the-leader",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("failed on worker-1 (exit status 1), worker-2 (exit status 1)"),
+        "{}",
+        stderr(&o)
+    );
+    // -L leaves the leader out.
+    let o = cg(&[
+        "ssh-cluster",
+        "recorder-cluster",
+        "-c",
+        "c1",
+        "-L",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(stdout(&o), "worker-1: hi\nworker-2: hi\n");
+
+    // rsync-cluster copies to every node.
+    let file = c.home.path().join("shared.txt");
+    std::fs::write(&file, "shared by rsync\n").unwrap();
+    let o = cg(&[
+        "rsync-cluster",
+        "recorder-cluster",
+        "-c",
+        "c1",
+        file.to_str().unwrap(),
+        ":",
+    ]);
+    assert_success(&o);
+    let o = cg(&[
+        "ssh-cluster",
+        "recorder-cluster",
+        "-c",
+        "c1",
+        "cat",
+        "shared.txt",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "leader: shared by rsync\nworker-1: shared by rsync\nworker-2: shared by rsync\n"
+    );
+
+    // stop-cluster, then start-cluster boots every node again (their boot hooks run).
+    assert_success(&cg(&["stop-cluster", "recorder-cluster", "-c", "c1"]));
+    for id in &ids {
+        assert_eq!(c.state_of(id), "stopped");
+    }
+    let o = cg(&["start-cluster", "recorder-cluster", "-c", "c1"]);
+    assert_success(&o);
+    let (hooks, _) = hook_records(&o);
+    let ready = hooks
+        .iter()
+        .filter(|h| h.as_str() == "on_instance_ready first_boot=false")
+        .count();
+    assert_eq!(ready, 3, "{hooks:?}");
+    for id in &ids {
+        assert_eq!(c.state_of(id), "running");
+    }
+
+    // terminate-cluster leaves no instance and no pin.
+    assert_success(&cg(&["terminate-cluster", "recorder-cluster", "-c", "c1"]));
+    for id in &ids {
+        assert_eq!(c.state_of(id), "terminated");
+        assert!(!c.known_hosts().contains(id.as_str()), "{id} is forgotten");
+    }
+}

@@ -188,10 +188,13 @@ fn commands_not_implemented_yet_say_so_and_exit_255() {
     let w = World::new("alice");
     for args in [
         &["create-cluster", "spark"][..],
-        &["stop-cluster", "spark"][..],
+        &["grow-cluster", "spark"][..],
     ] {
         let o = w.run(args);
         assert_user_error(&o, "is not implemented yet");
         assert!(stdout(&o).is_empty());
     }
+    // The other cluster commands work, and say when the cluster type is unknown.
+    let o = w.run(&["stop-cluster", "spark"]);
+    assert_user_error(&o, "no such role or cluster type: `spark`");
 }

@@ -364,3 +364,45 @@ fn a_role_whose_declared_data_fails_is_listed_as_broken_and_the_others_still_wor
     );
     assert_success(&o);
 }
+
+#[test]
+fn cluster_types_are_listed_with_their_roles_and_options() {
+    let home = tempfile::tempdir().unwrap();
+    let lib = crate::boxes::fixture_plugin("hook-recorder");
+    let lib = lib.to_str().unwrap();
+    let o = cg(home.path(), &["--plugin", lib, "list-roles"]);
+    assert_success(&o);
+    let text = stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("recorder-cluster"))
+        .unwrap_or_else(|| panic!("the cluster type is listed: {text}"));
+    assert!(
+        line.contains("cluster type: a `hook-recorder/hook-recorder-box` leader"),
+        "{line}"
+    );
+    let o = cg(home.path(), &["--plugin", lib, "list-roles", "--json"]);
+    let all: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let cluster = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "cluster-type")
+        .expect("a cluster-type entry");
+    assert_eq!(cluster["name"], "recorder-cluster");
+    assert_eq!(cluster["worker"], "hook-recorder/hook-recorder-box");
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "role" && e["name"] == "hook-recorder-box"));
+
+    let o = cg(
+        home.path(),
+        &["--plugin", lib, "list-options", "recorder-cluster"],
+    );
+    assert_success(&o);
+    let text = stdout(&o);
+    assert!(text.contains("leader (role hook-recorder-box):"), "{text}");
+    assert!(text.contains("workers (role hook-recorder-box):"), "{text}");
+}

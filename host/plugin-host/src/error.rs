@@ -138,6 +138,19 @@ pub enum PluginError {
         parent: String,
     },
 
+    #[error("cluster type `{cluster}` (plugin `{plugin}`, `{file}`) has {part} role `{role}`, which no built-in role or loaded plugin defines; load the plugin that defines it or fix the cluster type")]
+    UnknownClusterRole {
+        cluster: String,
+        plugin: String,
+        file: String,
+        /// `leader` or `worker`.
+        part: &'static str,
+        role: String,
+    },
+
+    #[error("no such role or cluster type: `{0}`; run `cgcloud list-roles` to see them")]
+    NoSuchCluster(String),
+
     #[error("roles {chain} form an `extends` cycle (plugin `{plugin}`, `{file}`); fix `extends` in one of them")]
     Cycle {
         chain: String,

@@ -26,7 +26,7 @@ mod sources;
 pub use add::{add_plugin, AddReport};
 pub use error::{HookError, PluginError, Problem};
 pub use lock::{ensure_private_dir, sha256_hex, write_atomic, Lock, LockEntry};
-pub use registry::{load_what_loads, verify, PluginSummary, Registry, RoleSummary};
+pub use registry::{load_what_loads, verify, ClusterSummary, PluginSummary, Registry, RoleSummary};
 pub use role::{HostServices, Offline, RoleData, RoleHandle};
 pub use sources::{default_data_dir, Candidate, Origin, PluginSources, DATA_DIR_ENV, LOCK_FILE};
 

@@ -35,11 +35,35 @@ struct RoleRec {
     description: String,
 }
 
-/// All roles cgcloud knows: built-ins plus those of the loaded plugins.
+struct ClusterRec {
+    plugin: usize,
+    name: String,
+    leader: String,
+    worker: String,
+    description: String,
+}
+
+/// All roles cgcloud knows: built-ins plus those of the loaded plugins; and their cluster types.
 pub struct Registry {
     plugins: Vec<PluginRec>,
     roles: Vec<RoleRec>,
+    clusters: Vec<ClusterRec>,
     warnings: Vec<String>,
+}
+
+/// A cluster type as `list-roles` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClusterSummary {
+    pub name: String,
+    /// `plugin/name`.
+    pub qualified: String,
+    /// The description's first line.
+    pub description: String,
+    pub plugin: String,
+    /// The leader's role, qualified.
+    pub leader: String,
+    /// The workers' role, qualified.
+    pub worker: String,
 }
 
 /// A role as `list-roles` shows it.
@@ -81,8 +105,16 @@ impl Registry {
         let mut reg = Registry {
             plugins: Vec::new(),
             roles: Vec::new(),
+            clusters: Vec::new(),
             warnings: Vec::new(),
         };
+        reg.clusters.extend(def.clusters.iter().map(|c| ClusterRec {
+            plugin: 0,
+            name: c.name.clone(),
+            leader: c.leader.clone(),
+            worker: c.worker.clone(),
+            description: c.description.clone(),
+        }));
         reg.roles.extend(def.roles.iter().map(|r| RoleRec {
             plugin: 0,
             name: r.name.clone(),
@@ -177,6 +209,13 @@ impl Registry {
             name: r.name.clone(),
             extends: r.extends.clone(),
             description: r.description.clone(),
+        }));
+        self.clusters.extend(m.clusters.iter().map(|c| ClusterRec {
+            plugin: index,
+            name: c.name.clone(),
+            leader: c.leader.clone(),
+            worker: c.worker.clone(),
+            description: c.description.clone(),
         }));
         self.plugins.push(PluginRec {
             name: m.name.clone(),
@@ -280,7 +319,19 @@ impl Registry {
         Ok(chain)
     }
 
-    /// Unknown parents and cycles, once each.
+    /// A cluster type's role `name` (`role` or `plugin/role`): a plain name means the role of
+    /// the cluster type's own plugin when it has one.
+    fn cluster_role(&self, c: &ClusterRec, name: &str) -> Result<usize, Option<PluginError>> {
+        if !name.contains('/') {
+            let own = format!("{}/{name}", self.plugins[c.plugin].name);
+            if let Ok(i) = self.find(&own) {
+                return Ok(i);
+            }
+        }
+        self.find(name)
+    }
+
+    /// Unknown parents, cycles and cluster types whose roles are unknown, once each.
     fn graph_problems(&self) -> Vec<PluginError> {
         let mut seen = Vec::<String>::new();
         let mut out = Vec::new();
@@ -294,6 +345,21 @@ impl Registry {
                 if !seen.contains(&key) {
                     seen.push(key);
                     out.push(e);
+                }
+            }
+        }
+        for c in &self.clusters {
+            for (part, role) in [("leader", &c.leader), ("worker", &c.worker)] {
+                match self.cluster_role(c, role) {
+                    Ok(_) => {}
+                    Err(Some(e)) => out.push(e),
+                    Err(None) => out.push(PluginError::UnknownClusterRole {
+                        cluster: c.name.clone(),
+                        plugin: self.plugins[c.plugin].name.clone(),
+                        file: self.file_of(c.plugin),
+                        part,
+                        role: role.clone(),
+                    }),
                 }
             }
         }
@@ -323,6 +389,55 @@ impl Registry {
                 }
             })
             .collect()
+    }
+
+    /// Every cluster type, in load order; those whose roles cannot be found are left out
+    /// (loading reported them).
+    pub fn clusters(&self) -> Vec<ClusterSummary> {
+        self.clusters
+            .iter()
+            .filter_map(|c| {
+                let leader = self.cluster_role(c, &c.leader).ok()?;
+                let worker = self.cluster_role(c, &c.worker).ok()?;
+                Some(ClusterSummary {
+                    name: c.name.clone(),
+                    qualified: format!("{}/{}", self.plugins[c.plugin].name, c.name),
+                    description: c.description.lines().next().unwrap_or("").to_string(),
+                    plugin: self.plugins[c.plugin].name.clone(),
+                    leader: self.qualified(leader),
+                    worker: self.qualified(worker),
+                })
+            })
+            .collect()
+    }
+
+    /// The cluster type `name` (or `plugin/name`).
+    pub fn cluster(&self, name: &str) -> Result<ClusterSummary, PluginError> {
+        let found: Vec<ClusterSummary> = self
+            .clusters()
+            .into_iter()
+            .filter(|c| c.name == name || c.qualified == name)
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(PluginError::NoSuchCluster(name.into())),
+            [a, b, ..] => {
+                let file = |plugin: &str| {
+                    self.plugins
+                        .iter()
+                        .position(|p| p.name == plugin)
+                        .map(|i| self.file_of(i))
+                        .unwrap_or_default()
+                };
+                Err(PluginError::DuplicateRole {
+                    role: name.into(),
+                    first: a.plugin.clone(),
+                    first_file: file(&a.plugin),
+                    second: b.plugin.clone(),
+                    second_file: file(&b.plugin),
+                })
+            }
+        }
     }
 
     /// Every plugin, the built-ins first.

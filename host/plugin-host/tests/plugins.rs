@@ -751,3 +751,40 @@ fn code_written_against_1_0_builds_and_runs_against_this_api_and_a_later_1x() {
             .unwrap_or_else(|e| panic!("{krate}: {e}"));
     }
 }
+
+#[test]
+fn cluster_types_come_with_their_roles_and_unknown_roles_are_refused() {
+    let (_d, lib) = copy_to_temp(&fixtures().lib("bad-cluster"));
+    let data = tempfile::tempdir().expect("dir");
+    let sources = cli(&[&lib], data.path());
+    let e = load_err(&sources);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "cluster type `broken` (plugin `bad-cluster`, `{}`) has worker role `no-such-box`, which no built-in role or loaded plugin defines; load the plugin that defines it or fix the cluster type",
+            lib.canonicalize().expect("c").display()
+        )
+    );
+    assert!(verify(&sources)
+        .iter()
+        .any(|p| p.message.contains("cluster type `broken`")));
+    // What loads is listed; the broken cluster type is not.
+    let (reg, problems) = cgcloud_plugin_host::load_what_loads(&sources);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let clusters = reg.clusters();
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(
+        (
+            clusters[0].qualified.as_str(),
+            clusters[0].leader.as_str(),
+            clusters[0].worker.as_str()
+        ),
+        (
+            "bad-cluster/good",
+            "bad-cluster/node-box",
+            "bad-cluster/node-box"
+        )
+    );
+    assert_eq!(reg.cluster("good").expect("found").name, "good");
+    assert!(reg.cluster("broken").is_err());
+}

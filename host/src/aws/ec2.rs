@@ -19,12 +19,12 @@ pub fn filter(name: &str, values: &[&str]) -> Filter {
 }
 
 /// Every instance that is not terminated and whose `Name` tag is exactly `aws_name` (so child
-/// namespaces are excluded), optionally of one cluster, sorted as the original sorts them:
-/// by launch time, private IP address, then instance ID.
+/// namespaces are excluded), carrying every tag of `tags` (key, value), sorted as the original
+/// sorts them: by launch time, private IP address, then instance ID.
 pub async fn instances_named(
     ec2: &aws_sdk_ec2::Client,
     aws_name: &str,
-    cluster_name: Option<&str>,
+    tags: &[(&str, &str)],
 ) -> Result<Vec<Instance>> {
     let mut filters = vec![
         filter("tag:Name", &[aws_name]),
@@ -33,8 +33,8 @@ pub async fn instances_named(
             &["pending", "running", "shutting-down", "stopping", "stopped"],
         ),
     ];
-    if let Some(c) = cluster_name {
-        filters.push(filter("tag:cluster_name", &[c]));
+    for (key, value) in tags {
+        filters.push(filter(&format!("tag:{key}"), &[value]));
     }
     let mut pages = ec2
         .describe_instances()

@@ -1,11 +1,18 @@
 //! Cluster commands: a leader and workers booted from a node role's image.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use clap::Args;
 
 use super::args::{parse_image_ref, ClusterArgs, ContextArgs, CreationArgs, LoginArgs};
+use crate::ctx::{Context, Globals};
+use crate::errors::Result;
 use crate::names::ImageRef;
+use crate::ops::cluster::{self, NodeRole, Nodes};
+use crate::ops::{access, instances, power};
+use crate::roles::Roles;
 
 /// Create a cluster: a leader, then its workers, from the node role's newest image
 #[derive(Args, Debug)]
@@ -162,4 +169,269 @@ pub struct RsyncClusterArgs {
         value_name = "ARGS"
     )]
     pub args: Vec<String>,
+}
+
+/// A cluster type's roles and the cluster bound from the command line.
+struct Bound {
+    ctx: Context,
+    leader: NodeRole,
+    worker: NodeRole,
+    nodes: Nodes,
+}
+
+async fn bind(g: &Globals, context: &ContextArgs, args: &ClusterArgs) -> Result<Bound> {
+    let roles = Roles::load(g)?;
+    let cluster = roles.registry.cluster(&args.cluster_type)?;
+    let node = |name: &str| -> Result<NodeRole> {
+        let handle = roles.handle(name)?;
+        let data = handle.declared(&cgcloud_plugin_host::Offline::quiet())?;
+        Ok(NodeRole {
+            handle: Arc::new(handle),
+            data,
+        })
+    };
+    let (leader, worker) = (node(&cluster.leader)?, node(&cluster.worker)?);
+    let ctx = Context::new(context, g).await?;
+    let nodes = cluster::bind(
+        &ctx,
+        &cluster,
+        &leader.data.name,
+        &worker.data.name,
+        args.cluster_name.as_deref(),
+        args.ordinal,
+    )
+    .await?;
+    for i in std::iter::once(&nodes.leader).chain(&nodes.workers) {
+        instances::check_owned(&ctx, i)?;
+    }
+    Ok(Bound {
+        ctx,
+        leader,
+        worker,
+        nodes,
+    })
+}
+
+fn state_is(i: &Instance, s: InstanceStateName) -> bool {
+    crate::aws::state_of(i) == Some(s)
+}
+
+async fn start_node(ctx: &Context, role: &NodeRole, i: Instance) -> Result<()> {
+    if state_is(&i, InstanceStateName::Running) {
+        ctx.shell.info(format!(
+            "`{}` is running already",
+            i.instance_id().unwrap_or_default()
+        ));
+        return Ok(());
+    }
+    power::start(ctx, &role.handle, &role.data, &i).await
+}
+
+async fn stop_node(ctx: &Context, role: &NodeRole, i: Instance) -> Result<()> {
+    if state_is(&i, InstanceStateName::Stopped) {
+        return Ok(());
+    }
+    power::stop(ctx, &role.data, &i).await
+}
+
+async fn terminate_node(ctx: &Context, i: Instance, quick: bool) -> Result<()> {
+    instances::terminate(ctx, &i, quick).await?;
+    instances::forget(ctx, i.instance_id().unwrap_or_default()).await
+}
+
+/// Starts every stopped node: the leader first, then the workers in parallel (each boots as
+/// `start` boots a box, its role's boot hooks included).
+pub async fn start_cluster(args: ClusterLifecycleArgs, g: &Globals) -> Result<i32> {
+    let b = bind(g, &args.context, &args.cluster).await?;
+    let start = |role, i: &Instance| start_node(&b.ctx, role, i.clone());
+    let failed = cluster::each(b.nodes.leader(args.skip_leader), 1, |i| start(&b.leader, i)).await;
+    if !failed.is_empty() {
+        return Err(cluster::failure("starting the leader", &failed));
+    }
+    let failed = cluster::each(b.nodes.workers(), args.cluster.num_threads, |i| {
+        start(&b.worker, i)
+    })
+    .await;
+    if !failed.is_empty() {
+        return Err(cluster::failure("starting", &failed));
+    }
+    Ok(0)
+}
+
+/// Stops every running node: the workers first, in parallel, then the leader.
+pub async fn stop_cluster(args: ClusterLifecycleArgs, g: &Globals) -> Result<i32> {
+    let b = bind(g, &args.context, &args.cluster).await?;
+    let stop = |role, i: &Instance| stop_node(&b.ctx, role, i.clone());
+    let failed = cluster::each(b.nodes.workers(), args.cluster.num_threads, |i| {
+        stop(&b.worker, i)
+    })
+    .await;
+    if !failed.is_empty() {
+        return Err(cluster::failure("stopping", &failed));
+    }
+    let failed = cluster::each(b.nodes.leader(args.skip_leader), 1, |i| stop(&b.leader, i)).await;
+    if !failed.is_empty() {
+        return Err(cluster::failure("stopping the leader", &failed));
+    }
+    Ok(0)
+}
+
+/// Terminates every node, the workers first, and forgets what cgcloud kept about each (host-key
+/// pin, ssh config, agent queue).
+pub async fn terminate_cluster(args: TerminateClusterArgs, g: &Globals) -> Result<i32> {
+    let b = bind(g, &args.context, &args.cluster).await?;
+    let quick = args.quick;
+    let terminate = |i: &Instance| terminate_node(&b.ctx, i.clone(), quick);
+    let failed = cluster::each(b.nodes.workers(), args.cluster.num_threads, terminate).await;
+    if !failed.is_empty() {
+        return Err(cluster::failure("terminating", &failed));
+    }
+    let failed = cluster::each(b.nodes.leader(args.skip_leader), 1, terminate).await;
+    if !failed.is_empty() {
+        return Err(cluster::failure("terminating the leader", &failed));
+    }
+    Ok(0)
+}
+
+/// What one node's command printed, and whether it succeeded.
+struct NodeOutput {
+    label: String,
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// The nodes (the leader first unless skipped, then the workers), each with its label and its
+/// role.
+fn nodes_of(b: &Bound, skip_leader: bool) -> Vec<(String, &NodeRole, &Instance)> {
+    let mut nodes: Vec<(String, &NodeRole, &Instance)> = b
+        .nodes
+        .leader(skip_leader)
+        .into_iter()
+        .map(|(l, i)| (l, &b.leader, i))
+        .collect();
+    nodes.extend(
+        b.nodes
+            .workers()
+            .into_iter()
+            .map(|(l, i)| (l, &b.worker, i)),
+    );
+    nodes
+}
+
+/// Runs each node's command (ssh or rsync), serially or `parallel`, prints each output line
+/// prefixed with its node, and returns 2 if any node failed (naming them), else 0.
+async fn on_each_node(
+    b: &Bound,
+    commands: Vec<(String, std::process::Command)>,
+    parallel: bool,
+    threads: usize,
+    what: &str,
+) -> Result<i32> {
+    let width = if parallel { threads.max(1) } else { 1 };
+    use futures_util::stream::{self, StreamExt};
+    let mut outputs: Vec<(usize, NodeOutput)> = stream::iter(commands.into_iter().enumerate())
+        .map(|(n, (label, command))| async move {
+            let mut c = tokio::process::Command::from(command);
+            c.stdin(std::process::Stdio::null()).kill_on_drop(true);
+            let result = c
+                .output()
+                .await
+                .map_err(|e| crate::user_error!("failed to run `{what}`: {e}"));
+            let out = match result {
+                Ok(o) => NodeOutput {
+                    label,
+                    status: o.status.code(),
+                    stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                },
+                Err(e) => NodeOutput {
+                    label,
+                    status: None,
+                    stdout: String::new(),
+                    stderr: format!("{}\n", crate::errors::one_line(&e)),
+                },
+            };
+            (n, out)
+        })
+        .buffer_unordered(width)
+        .collect()
+        .await;
+    outputs.sort_by_key(|(n, _)| *n);
+    let mut failed = Vec::new();
+    for (_, o) in &outputs {
+        for line in o.stdout.lines() {
+            b.ctx.shell.out(format!("{}: {line}", o.label));
+        }
+        for line in o.stderr.lines() {
+            b.ctx.shell.err_out(format!("{}: {line}", o.label));
+        }
+        if o.status != Some(0) {
+            failed.push(match o.status {
+                Some(s) => format!("{} (exit status {s})", o.label),
+                None => format!("{} (did not finish)", o.label),
+            });
+        }
+    }
+    if failed.is_empty() {
+        Ok(0)
+    } else {
+        b.ctx
+            .shell
+            .warn(format!("`{what}` failed on {}", failed.join(", ")));
+        Ok(2)
+    }
+}
+
+/// Each node's command line (ssh or rsync): `make` gets the settings and the node's target as
+/// the account `login` chooses for the node's role.
+async fn node_commands(
+    b: &Bound,
+    skip_leader: bool,
+    login: &LoginArgs,
+    make: impl Fn(&crate::ssh::SshSettings, &crate::ssh::Target) -> Result<std::process::Command>,
+) -> Result<Vec<(String, std::process::Command)>> {
+    let ssh = access::ssh_settings(None)?;
+    let mut commands = Vec::new();
+    for (label, role, i) in nodes_of(b, skip_leader) {
+        let user = super::instances::login(&role.data, login)?;
+        let target = access::target(&b.ctx, &ssh, i, &user).await?;
+        commands.push((label, make(&ssh, &target)?));
+    }
+    Ok(commands)
+}
+
+/// Runs ssh (a command) on every node: the leader first, then the workers; serially, or all at
+/// once with `-P`. Each output line is prefixed with its node (`leader`, `worker-3`); exits 2
+/// if any node failed, naming them.
+pub async fn ssh_cluster(args: SshClusterArgs, g: &Globals) -> Result<i32> {
+    if let Some(u) = &args.login.login {
+        crate::ssh::check_account(u)?;
+    }
+    let b = bind(g, &args.context, &args.cluster).await?;
+    let commands = node_commands(&b, args.skip_leader, &args.login, |ssh, target| {
+        access::ssh_command(ssh, target, args.login.forward_agent, &args.args)
+    })
+    .await?;
+    on_each_node(&b, commands, args.parallel, args.cluster.num_threads, "ssh").await
+}
+
+/// Runs rsync against every node at once (the nodes' paths written as `:path`); exits 2 if any
+/// node failed, naming them.
+pub async fn rsync_cluster(args: RsyncClusterArgs, g: &Globals) -> Result<i32> {
+    if let Some(u) = &args.login.login {
+        crate::ssh::check_account(u)?;
+    }
+    let b = bind(g, &args.context, &args.cluster).await?;
+    let commands = node_commands(&b, args.skip_leader, &args.login, |ssh, target| {
+        access::rsync_command(
+            ssh,
+            target,
+            args.login.forward_agent,
+            args.ssh_opts.as_deref(),
+            &args.args,
+        )
+    })
+    .await?;
+    on_each_node(&b, commands, true, args.cluster.num_threads, "rsync").await
 }

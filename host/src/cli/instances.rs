@@ -239,7 +239,10 @@ pub async fn image(args: super::images::ImageArgs, g: &Globals) -> Result<i32> {
     Ok(0)
 }
 
-fn login(data: &cgcloud_plugin_host::RoleData, l: &super::args::LoginArgs) -> Result<String> {
+pub(super) fn login(
+    data: &cgcloud_plugin_host::RoleData,
+    l: &super::args::LoginArgs,
+) -> Result<String> {
     let user = match (&l.login, l.admin) {
         (Some(u), _) => u.clone(),
         (None, true) => data.admin_account.clone(),

@@ -198,13 +198,14 @@ pub async fn run(cli: Cli, globals: Globals) -> Result<i32> {
         Command::Cleanup(a) => security::cleanup(a, &globals).await,
         Command::UpdateInstanceProfile(a) => instances::update_instance_profile(a, &globals).await,
         Command::ResetSecurity(a) => security::reset_security(a, &globals).await,
-        Command::CreateCluster(_)
-        | Command::GrowCluster(_)
-        | Command::StartCluster(_)
-        | Command::StopCluster(_)
-        | Command::TerminateCluster(_)
-        | Command::SshCluster(_)
-        | Command::RsyncCluster(_) => Err(crate::errors::not_implemented(name)),
+        Command::StartCluster(a) => cluster::start_cluster(a, &globals).await,
+        Command::StopCluster(a) => cluster::stop_cluster(a, &globals).await,
+        Command::TerminateCluster(a) => cluster::terminate_cluster(a, &globals).await,
+        Command::SshCluster(a) => cluster::ssh_cluster(a, &globals).await,
+        Command::RsyncCluster(a) => cluster::rsync_cluster(a, &globals).await,
+        Command::CreateCluster(_) | Command::GrowCluster(_) => {
+            Err(crate::errors::not_implemented(name))
+        }
         Command::Plugin(c) => plugin::run(c, &globals).map(|_| 0),
         Command::Keys(c) => keys::keys(c, &globals).await,
         Command::Config(a) => config::run(a, &globals).await,

@@ -34,8 +34,15 @@ pub struct ListOptionsArgs {
 pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
     let roles = Roles::load(g)?;
     let list = roles.list();
+    let clusters = roles.registry.clusters();
     if args.json {
-        g.shell.json(&json!(list));
+        let mut all: Vec<serde_json::Value> = list.iter().map(|r| json!(r)).collect();
+        for c in &clusters {
+            let mut entry = json!(c);
+            entry["kind"] = json!("cluster-type");
+            all.push(entry);
+        }
+        g.shell.json(&json!(all));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = list
@@ -53,6 +60,15 @@ pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
             };
             vec![name, description]
         })
+        .chain(clusters.iter().map(|c| {
+            vec![
+                c.name.clone(),
+                format!(
+                    "cluster type: a `{}` leader and `{}` workers; {}",
+                    c.leader, c.worker, c.description
+                ),
+            ]
+        }))
         .collect();
     g.shell.table(&["role", "description"], &rows);
     Ok(())
@@ -60,15 +76,38 @@ pub fn list_roles(args: ListRolesArgs, g: &Globals) -> Result<()> {
 
 pub fn list_options(args: ListOptionsArgs, g: &Globals) -> Result<()> {
     let roles = Roles::load(g)?;
-    let role = roles.get(&args.role)?;
     let _ = &args.context;
+    // A cluster type: the options of its leader's and its workers' roles.
+    if roles.registry.role(&args.role).is_err() {
+        if let Ok(c) = roles.registry.cluster(&args.role) {
+            let leader = roles.get(&c.leader)?;
+            let worker = roles.get(&c.worker)?;
+            if args.json {
+                g.shell
+                    .json(&json!({"leader": leader.options, "worker": worker.options}));
+                return Ok(());
+            }
+            for (part, role) in [("leader", &leader), ("workers", &worker)] {
+                g.shell.out(format!("{part} (role {}):", role.name));
+                print_options(g, role, "  ");
+            }
+            return Ok(());
+        }
+    }
+    let role = roles.get(&args.role)?;
     if args.json {
         g.shell.json(&json!(role.options));
         return Ok(());
     }
+    print_options(g, &role, "");
+    Ok(())
+}
+
+/// One line per option: name, kind, default, whether images keep it, help.
+fn print_options(g: &Globals, role: &cgcloud_plugin_host::RoleData, indent: &str) {
     if role.options.is_empty() {
         g.shell.out(format!(
-            "The role {} does not define any options",
+            "{indent}The role {} does not define any options",
             role.name
         ));
     }
@@ -85,8 +124,11 @@ pub fn list_options(args: ListOptionsArgs, g: &Globals) -> Result<()> {
         if o.inherited {
             about.push("kept by images".into());
         }
-        g.shell
-            .out(format!("{} ({}): {}", o.name, about.join(", "), o.help));
+        g.shell.out(format!(
+            "{indent}{} ({}): {}",
+            o.name,
+            about.join(", "),
+            o.help
+        ));
     }
-    Ok(())
 }

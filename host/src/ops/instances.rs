@@ -20,7 +20,11 @@ pub struct Selection {
 /// The role's instances in this namespace, in ordinal order.
 pub async fn list(ctx: &Context, role: &str, cluster_name: Option<&str>) -> Result<Vec<Instance>> {
     let name = ctx.aws_name(role)?;
-    aws::instances_named(&ctx.aws.ec2(), &name, cluster_name).await
+    let tags: Vec<(&str, &str)> = cluster_name
+        .map(|c| ("cluster_name", c))
+        .into_iter()
+        .collect();
+    aws::instances_named(&ctx.aws.ec2(), &name, &tags).await
 }
 
 /// The instance a selection denotes. An instance picked by ID must carry this role's `Name` in

@@ -4,6 +4,7 @@ pub mod access;
 pub mod agent;
 pub mod boot;
 pub mod cleanup;
+pub mod cluster;
 pub mod create;
 pub mod hostkeys;
 pub mod images;

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// The hub's address on its bridge; boxes reach the apt relay here.
 pub const HUB_IP: &str = "10.250.0.1";
+/// The hub bridge's network (an instance whose EC2 private address falls in it, one in 65,536
+/// of moto's random ones, keeps only its bridge address).
+pub const BRIDGE_NET: &str = "10.250.0.0/24";
 /// Where boxes find instance metadata (answered in the hub).
 pub const IMDS_IP: &str = "169.254.169.254";
 /// The most boxes one cloud runs (addresses 10.250.0.11 ..= 10.250.0.210).
@@ -179,6 +182,8 @@ pub struct BootSpec {
     pub hosts_entry: (String, String),
     /// Files written into the box before every boot: (path inside the box, mode, content).
     pub files: Vec<(String, u32, Vec<u8>)>,
+    /// The instance's EC2 private address, which the box's interface carries too (`vpc`).
+    pub private_ip: Option<String>,
 }
 
 /// A running box: the nspawn process the daemon launched.
@@ -281,6 +286,9 @@ fn boot_inner(
         "dev",
         "eth0",
     ]))?;
+    if let Some(ip) = &spec.private_ip {
+        crate::vpc::box_address(&ns, ip)?;
+    }
     // Own cgroup per box: boxes sharing one break `systemctl stop` inside them.
     let cgs: Vec<String> = l
         .cgroups(n)

@@ -67,6 +67,10 @@ struct State {
     images: HashMap<String, ImageRec>,
     used: Vec<u32>,
     instances: Vec<Instance>,
+    /// The security groups of instances with a running box, looked up when it boots.
+    groups: HashMap<String, Vec<String>>,
+    /// The security-group ruleset the hub has now.
+    firewall: String,
 }
 
 /// A running cloud.
@@ -126,6 +130,7 @@ impl Cloud {
         });
         util::write_atomic(&l.dir.join("cloud.json"), info.to_string().as_bytes())?;
         boxes::hub_up(l)?;
+        crate::vpc::hub_up(l)?;
         let control = bind(&l.control_sock())?;
         let relay = bind(&l.relay_sock())?;
         let imds_l = bind(&l.imds_sock())?;
@@ -261,11 +266,54 @@ impl Cloud {
         self.accounts.is_empty() || self.accounts.contains(&i.owner_id)
     }
 
-    /// Reads moto and makes the boxes follow it.
+    /// Reads moto and makes the boxes and the security groups between them follow it.
     pub fn sync(&self) -> Result<()> {
         let snap = self.moto.snapshot()?;
         let mut st = self.lock();
-        self.reconcile(&mut st, &snap)
+        self.reconcile(&mut st, &snap)?;
+        self.refresh_vpc(&mut st)
+    }
+
+    /// Rebuilds the hub's security-group ruleset from the running boxes and moto's rules, when
+    /// either changed.
+    fn refresh_vpc(&self, st: &mut State) -> Result<()> {
+        let mut members = Vec::new();
+        for (iid, rec) in &st.boxes {
+            if rec.running.is_none() {
+                continue;
+            }
+            let Some(inst) = st.instances.iter().find(|i| &i.id == iid) else {
+                continue;
+            };
+            let (Some(ip), Some(vpc)) = (&inst.private_ip, &inst.vpc_id) else {
+                continue;
+            };
+            members.push(crate::vpc::Member {
+                instance: iid.clone(),
+                private_ip: ip.clone(),
+                vpc: vpc.clone(),
+                groups: st.groups.get(iid).cloned().unwrap_or_default(),
+            });
+        }
+        members.sort_by(|a, b| a.instance.cmp(&b.instance));
+        // The rules of every account and region that runs a box.
+        let mut places: Vec<(String, String)> = members
+            .iter()
+            .filter_map(|m| st.instances.iter().find(|i| i.id == m.instance))
+            .map(|i| (i.owner_id.clone(), i.region_name.clone()))
+            .collect();
+        places.sort();
+        places.dedup();
+        let mut rules = Vec::new();
+        for (account, region) in &places {
+            rules.extend(self.moto.ingress_rules(account, region)?);
+        }
+        let text = crate::vpc::ruleset(&members, &rules);
+        if text != st.firewall {
+            crate::vpc::apply(&self.layout, &text)?;
+            st.firewall = text;
+        }
+        Ok(())
     }
 
     fn reconcile(&self, st: &mut State, snap: &Snapshot) -> Result<()> {
@@ -346,6 +394,7 @@ impl Cloud {
                         self.layout.cid
                     );
                     st.boxes.remove(&iid);
+                    st.groups.remove(&iid);
                     st.used.retain(|x| *x != n);
                     let _ = std::fs::remove_dir_all(self.layout.disk(&iid));
                 }
@@ -462,6 +511,19 @@ impl Cloud {
             rec.public_ip = inst.public_ip.clone();
             rec.boot_ms = ms;
         }
+        // Its security groups, for the ruleset between boxes (moto's dump leaves them out).
+        match self.moto.security_groups(&inst) {
+            Ok(groups) => {
+                st.groups.insert(inst.id.clone(), groups);
+            }
+            Err(e) => eprintln!(
+                "localcloud {}: the security groups of {} are unknown ({e:#}); nothing reaches it from other boxes",
+                self.layout.cid, inst.id
+            ),
+        }
+        if let Err(e) = self.refresh_vpc(&mut st) {
+            eprintln!("localcloud {}: security groups: {e:#}", self.layout.cid);
+        }
         Ok(boxes::box_ip(n))
     }
 
@@ -508,6 +570,10 @@ impl Cloud {
             layers,
             disk: self.layout.disk(&inst.id),
             hosts_entry: (boxes::HUB_IP.to_string(), self.mirror.host.clone()),
+            private_ip: inst
+                .private_ip
+                .clone()
+                .filter(|ip| !ip.is_empty() && !crate::vpc::in_cidr(ip, boxes::BRIDGE_NET)),
             files: vec![
                 (
                     format!("{seed}/meta-data"),

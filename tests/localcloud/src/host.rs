@@ -9,6 +9,7 @@ pub const HOST_TOOLS: &[(&str, &str)] = &[
     ("systemd-nspawn", "systemd-container"),
     ("debootstrap", "debootstrap"),
     ("ip", "iproute2"),
+    ("nft", "nftables"),
     ("nsenter", "util-linux"),
     ("unshare", "util-linux"),
     ("mount", "mount"),
@@ -20,6 +21,7 @@ pub const HOST_PACKAGES: &[&str] = &[
     "systemd-container",
     "debootstrap",
     "iproute2",
+    "nftables",
     "openssh-client",
 ];
 

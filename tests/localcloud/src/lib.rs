@@ -26,6 +26,7 @@ pub mod moto;
 mod pipe;
 pub mod rootfs;
 mod util;
+pub mod vpc;
 
 pub use fixture::{amis_path, locate_binary, max_clouds, LocalCloud, REGION, ZONE};
 pub use host::preflight;

@@ -32,6 +32,8 @@ pub struct Instance {
     #[serde(default)]
     pub private_dns_name: Option<String>,
     #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
     pub availability_zone: Option<String>,
     #[serde(default)]
     pub instance_type: Option<String>,
@@ -175,6 +177,64 @@ impl MotoApi {
         Ok(body)
     }
 
+    /// The IDs of the instance's security groups (moto's dump leaves them out).
+    pub fn security_groups(&self, inst: &Instance) -> Result<Vec<String>> {
+        let body = self.ec2(
+            &inst.owner_id,
+            &inst.region_name,
+            &format!(
+                "Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}",
+                inst.id
+            ),
+        )?;
+        // The instance's own `groupSet` comes before its network interfaces' copies.
+        let set = body
+            .split_once("<groupSet>")
+            .and_then(|(_, rest)| rest.split_once("</groupSet>"))
+            .map(|(set, _)| set)
+            .unwrap_or_default();
+        Ok(cgcloud_moto::xml_fields(set, "groupId"))
+    }
+
+    /// The ingress rules of every security group of `account` in `region`.
+    ///
+    /// NOTE: from DescribeSecurityGroups, not from the dump: moto 5.2's dump keeps rules that
+    /// were revoked.
+    pub fn ingress_rules(&self, account: &str, region: &str) -> Result<Vec<crate::vpc::Ingress>> {
+        let body = self.ec2(
+            account,
+            region,
+            "Action=DescribeSecurityGroups&Version=2016-11-15",
+        )?;
+        let mut out = Vec::new();
+        for group in items(section(&body, "securityGroupInfo").unwrap_or_default()) {
+            // The group's own ID comes before its rules (whose `groups` name others).
+            let head = group.split("<ip").next().unwrap_or_default();
+            let Some(group_id) = xml_field(head, "groupId") else {
+                continue;
+            };
+            for perm in items(section(group, "ipPermissions").unwrap_or_default()) {
+                let port = |f: &str| xml_field(perm, f).and_then(|p| p.parse::<i32>().ok());
+                let rule =
+                    |cidr: Option<String>, source_group: Option<String>| crate::vpc::Ingress {
+                        group_id: group_id.clone(),
+                        protocol: xml_field(perm, "ipProtocol").unwrap_or_default(),
+                        from_port: port("fromPort"),
+                        to_port: port("toPort"),
+                        cidr,
+                        source_group,
+                    };
+                for g in items(section(perm, "groups").unwrap_or_default()) {
+                    out.push(rule(None, xml_field(g, "groupId")));
+                }
+                for r in items(section(perm, "ipRanges").unwrap_or_default()) {
+                    out.push(rule(xml_field(r, "cidrIp"), None));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The instance's user data, decoded (empty when it has none).
     pub fn user_data(&self, inst: &Instance) -> Result<Vec<u8>> {
         let body = self.ec2(
@@ -225,6 +285,42 @@ impl MotoApi {
 
 pub use cgcloud_moto::{dechunk, urlencode, xml_field, xml_unescape};
 
+/// The inner text of the first `<tag>…</tag>` in `xml`, for an element that does not nest in
+/// itself.
+fn section<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+/// The inner texts of the `<item>` elements directly inside `list` (items nest).
+fn items(list: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut i = 0;
+    while i < list.len() {
+        let rest = &list[i..];
+        if rest.starts_with("<item>") {
+            if depth == 0 {
+                start = i + "<item>".len();
+            }
+            depth += 1;
+            i += "<item>".len();
+        } else if rest.starts_with("</item>") {
+            depth = depth.saturating_sub(1);
+            if depth == 0 {
+                out.push(&list[start..i]);
+            }
+            i += "</item>".len();
+        } else {
+            i += rest.chars().next().map(char::len_utf8).unwrap_or(1);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +347,19 @@ mod tests {
         let e = MotoApi::new("http://10.1.2.3:5000").expect_err("not loopback");
         assert!(e.to_string().contains("not on loopback"), "{e}");
         assert!(MotoApi::new("http://127.0.0.1:5000").is_ok());
+    }
+
+    #[test]
+    fn ingress_rules_are_read_from_describe_security_groups() {
+        let body = r#"<DescribeSecurityGroupsResponse><securityGroupInfo><item><groupId>sg-1</groupId><ipPermissionsEgress><item><ipProtocol>-1</ipProtocol><groups/><ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges></item></ipPermissionsEgress><ipPermissions><item><ipProtocol>tcp</ipProtocol><fromPort>6817</fromPort><toPort>6818</toPort><groups><item><userId>1</userId><groupId>sg-1</groupId></item></groups><ipRanges/></item><item><ipProtocol>tcp</ipProtocol><fromPort>22</fromPort><toPort>22</toPort><groups/><ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges></item></ipPermissions></item></securityGroupInfo></DescribeSecurityGroupsResponse>"#;
+        let groups = items(section(body, "securityGroupInfo").unwrap());
+        assert_eq!(groups.len(), 1);
+        let perms = items(section(groups[0], "ipPermissions").unwrap());
+        assert_eq!(perms.len(), 2);
+        assert_eq!(xml_field(perms[0], "fromPort").as_deref(), Some("6817"));
+        let sources = items(section(perms[0], "groups").unwrap());
+        assert_eq!(xml_field(sources[0], "groupId").as_deref(), Some("sg-1"));
+        assert!(items(section(perms[0], "ipRanges").unwrap_or_default()).is_empty());
     }
 
     #[test]

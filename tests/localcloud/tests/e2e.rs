@@ -425,3 +425,136 @@ fn a_box_that_fails_to_boot_reports_its_console() {
         "a failed box is torn down"
     );
 }
+
+fn private_ip(cloud: &LocalCloud, iid: &str) -> String {
+    xml_field(&describe(cloud, iid), "privateIpAddress").expect("a private IP")
+}
+
+/// Lets `proto` to `port` into group `sg` from `source` (`cidr:…` or `group:sg-…`).
+fn ingress(cloud: &LocalCloud, action: &str, sg: &str, port: u16, source: &str) {
+    let src = match source.split_once(':') {
+        Some(("cidr", c)) => format!("IpPermissions.1.IpRanges.1.CidrIp={c}"),
+        Some(("group", g)) => format!("IpPermissions.1.Groups.1.GroupId={g}"),
+        _ => panic!("bad source {source}"),
+    };
+    cloud
+        .ec2(&format!(
+            "Action={action}&GroupId={sg}&IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort={port}&IpPermissions.1.ToPort={port}&{src}"
+        ))
+        .unwrap_or_else(|e| panic!("{action} failed: {e:#}"));
+}
+
+fn security_group(cloud: &LocalCloud, name: &str) -> String {
+    let body = cloud
+        .ec2(&format!(
+            "Action=CreateSecurityGroup&GroupName={name}&GroupDescription=e2e"
+        ))
+        .expect("CreateSecurityGroup");
+    let sg = xml_field(&body, "groupId").expect("a group id");
+    ingress(
+        cloud,
+        "AuthorizeSecurityGroupIngress",
+        &sg,
+        22,
+        "cidr:0.0.0.0/0",
+    );
+    sg
+}
+
+/// Whether a TCP connection from box `from` to `ip:port` is accepted within 2 s.
+fn connects(keys: &Keys, cloud: &LocalCloud, from: &str, ip: &str, port: u16) -> bool {
+    let probe = format!(
+        "python3 -c 'import socket; socket.create_connection((\"{ip}\", {port}), timeout=2)'"
+    );
+    keys.ssh(cloud, from, &public_ip(cloud, from), &probe)
+        .status
+        .success()
+}
+
+/// Waits up to 10 s for `connects` to become `want` (rule changes apply within a poll or two).
+fn eventually(keys: &Keys, cloud: &LocalCloud, from: &str, ip: &str, port: u16, want: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = connects(keys, cloud, from, ip, port);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{from} -> {ip}:{port}: connected {got}, wanted {want}\ncloud log:\n{}",
+            cloud.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn boxes_reach_each_other_on_private_addresses_as_their_security_groups_allow() {
+    let cloud = cloud();
+    let keys = Keys::new(&cloud);
+    // A cluster group: SSH from anywhere, 7000 from its own members. And a group of outsiders.
+    let cluster = security_group(&cloud, "vpc-e2e-cluster");
+    ingress(
+        &cloud,
+        "AuthorizeSecurityGroupIngress",
+        &cluster,
+        7000,
+        &format!("group:{cluster}"),
+    );
+    let outside = security_group(&cloud, "vpc-e2e-outside");
+    let in_group = format!("&SecurityGroupId.1={cluster}");
+    let a = keys.launch_with(&cloud, DEBIAN12, "", &in_group);
+    let b = keys.launch_with(&cloud, DEBIAN12, "", &in_group);
+    let c = keys.launch_with(
+        &cloud,
+        DEBIAN12,
+        "",
+        &format!("&SecurityGroupId.1={outside}"),
+    );
+    let pb = private_ip(&cloud, &b);
+    for iid in [&a, &b, &c] {
+        // Each box's interface carries its EC2 private address (booting it on the way).
+        let addrs = keys.run(
+            &cloud,
+            iid,
+            &public_ip(&cloud, iid),
+            "ip -4 -o addr show dev eth0",
+        );
+        let p = private_ip(&cloud, iid);
+        assert!(addrs.contains(&format!("inet {p}/32")), "{iid}: {addrs}");
+    }
+    for port in [7000, 7001] {
+        keys.run(
+            &cloud,
+            &b,
+            &public_ip(&cloud, &b),
+            &format!("sudo systemd-run --unit=listen{port} python3 -m http.server {port}"),
+        );
+    }
+    // The group lets its members in on 7000; nothing else gets in, and outsiders do not.
+    eventually(&keys, &cloud, &a, &pb, 7000, true);
+    assert!(!connects(&keys, &cloud, &a, &pb, 7001), "7001 is closed");
+    assert!(!connects(&keys, &cloud, &c, &pb, 7000), "c is not a member");
+    // Changes to the group apply to running boxes.
+    ingress(
+        &cloud,
+        "AuthorizeSecurityGroupIngress",
+        &cluster,
+        7001,
+        "cidr:0.0.0.0/0",
+    );
+    eventually(&keys, &cloud, &c, &pb, 7001, true);
+    ingress(
+        &cloud,
+        "RevokeSecurityGroupIngress",
+        &cluster,
+        7000,
+        &format!("group:{cluster}"),
+    );
+    eventually(&keys, &cloud, &a, &pb, 7000, false);
+    for iid in [&a, &b, &c] {
+        cloud
+            .ec2(&format!("Action=TerminateInstances&InstanceId.1={iid}"))
+            .expect("TerminateInstances");
+    }
+}

@@ -191,7 +191,11 @@ impl Role for AuthorBox {
         let _bytes: Vec<u8> = cx.get_file("/tmp/greeting")?;
         cx.log(
             Level::Warn,
-            &format!("{} in {} (false: {status})", cx.role_name()?, cx.current_role()),
+            &format!(
+                "{} in {} (false: {status})",
+                cx.role_name()?,
+                cx.current_role()
+            ),
         );
         if cx.is_cancelled() {
             return Err(RoleError::cancelled());

@@ -1,0 +1,153 @@
+//! A cluster's nodes: its leader (a box of the cluster type's leader role, picked by cluster
+//! name and ordinal like any box) and its workers (boxes of the worker role whose
+//! `leader_instance_id` tag names the leader, as the original found them), in `cluster_ordinal`
+//! order; and running one piece of work on each, the leader first (or last) and the workers
+//! in parallel.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use aws_sdk_ec2::types::Instance;
+use cgcloud_plugin_host::{ClusterSummary, RoleData, RoleHandle};
+
+use super::instances;
+use crate::aws::{self, tag};
+use crate::bail_user;
+use crate::ctx::Context;
+use crate::errors::Result;
+
+/// The tag naming a node's leader (the leader's own ID on the leader).
+pub const LEADER_TAG: &str = "leader_instance_id";
+/// The tag with a node's place in its cluster: 0 for the leader, 1… for workers.
+pub const ORDINAL_TAG: &str = "cluster_ordinal";
+
+/// A role of a cluster type, ready to use.
+pub struct NodeRole {
+    pub handle: Arc<RoleHandle>,
+    pub data: RoleData,
+}
+
+/// A cluster's nodes.
+pub struct Nodes {
+    pub leader: Instance,
+    /// Ordered by `cluster_ordinal`.
+    pub workers: Vec<Instance>,
+}
+
+impl Nodes {
+    /// The leader with its label, unless skipped.
+    pub fn leader(&self, skip: bool) -> Vec<(String, &Instance)> {
+        if skip {
+            Vec::new()
+        } else {
+            vec![("leader".to_string(), &self.leader)]
+        }
+    }
+
+    /// The workers with their labels.
+    pub fn workers(&self) -> Vec<(String, &Instance)> {
+        self.workers.iter().map(|w| (worker_label(w), w)).collect()
+    }
+}
+
+/// A worker as output and errors name it: `worker-N`, N its cluster ordinal.
+pub fn worker_label(i: &Instance) -> String {
+    match tag(i.tags(), ORDINAL_TAG) {
+        Some(n) => format!("worker-{n}"),
+        None => format!("worker-{}", i.instance_id().unwrap_or_default()),
+    }
+}
+
+/// Finds the cluster: its leader by `cluster_name` and `ordinal` among the leader role's
+/// boxes, then that leader's workers.
+pub async fn bind(
+    ctx: &Context,
+    cluster: &ClusterSummary,
+    leader_role: &str,
+    worker_role: &str,
+    cluster_name: Option<&str>,
+    ordinal: i64,
+) -> Result<Nodes> {
+    // Leaders are the leader role's boxes at cluster ordinal 0 (a box made by `create` leads a
+    // cluster of one); when leader and worker share a role, that tells them apart.
+    let leaders: Vec<Instance> = instances::list(ctx, leader_role, cluster_name)
+        .await?
+        .into_iter()
+        .filter(|i| matches!(tag(i.tags(), ORDINAL_TAG), Some("0") | None))
+        .collect();
+    let in_cluster = cluster_name
+        .map(|c| format!(" named `{c}`"))
+        .unwrap_or_default();
+    if leaders.is_empty() {
+        bail_user!(
+            "no cluster of type `{}`{in_cluster} found: no box of its leader role `{leader_role}` in namespace `{}`",
+            cluster.name,
+            ctx.namespace
+        );
+    }
+    let Some(leader) = crate::names::at_ordinal(&leaders, ordinal).cloned() else {
+        bail_user!(
+            "no cluster of type `{}`{in_cluster} at ordinal {ordinal}: there are {} (ordinals 0 to {}, or -1 to -{})",
+            cluster.name,
+            leaders.len(),
+            leaders.len() - 1,
+            leaders.len()
+        );
+    };
+    let id = leader.instance_id().unwrap_or_default().to_string();
+    let mut workers = aws::instances_named(
+        &ctx.aws.ec2(),
+        &ctx.aws_name(worker_role)?,
+        &[(LEADER_TAG, &id)],
+    )
+    .await?;
+    // The leader itself, when leader and worker share a role.
+    workers.retain(|w| w.instance_id() != Some(id.as_str()));
+    workers.sort_by_key(|w| {
+        tag(w.tags(), ORDINAL_TAG)
+            .and_then(|o| o.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    });
+    Ok(Nodes { leader, workers })
+}
+
+/// Runs `work` on every node of `nodes`, at most `threads` at once, and returns the labels of
+/// those where it failed, each with its error.
+pub async fn each<'a, F, Fut>(
+    nodes: Vec<(String, &'a Instance)>,
+    threads: usize,
+    work: F,
+) -> Vec<(String, String)>
+where
+    F: Fn(&'a Instance) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    use futures_util::stream::{self, StreamExt};
+    let results: Vec<(String, Result<()>)> = stream::iter(nodes)
+        .map(|(label, i)| {
+            let fut = work(i);
+            async move { (label, fut.await) }
+        })
+        .buffer_unordered(threads.max(1))
+        .collect()
+        .await;
+    let mut failed: Vec<(String, String)> = results
+        .into_iter()
+        .filter_map(|(label, r)| r.err().map(|e| (label, crate::errors::one_line(&e))))
+        .collect();
+    failed.sort();
+    failed
+}
+
+/// One error line naming every node that failed and why.
+pub fn failure(what: &str, failed: &[(String, String)]) -> anyhow::Error {
+    let list: Vec<String> = failed
+        .iter()
+        .map(|(node, why)| format!("{node}: {why}"))
+        .collect();
+    crate::user_error!(
+        "{what} failed on {} node(s): {}",
+        failed.len(),
+        list.join("; ")
+    )
+}
