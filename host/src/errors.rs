@@ -29,11 +29,6 @@ pub fn one_line(err: &anyhow::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A command that is part of cgcloud's surface but not implemented yet.
-pub fn not_implemented(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("`cgcloud {command}` is not implemented yet")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

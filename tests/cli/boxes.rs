@@ -960,3 +960,102 @@ fn cluster_commands_reach_the_leader_and_its_workers() {
         assert!(!c.known_hosts().contains(id.as_str()), "{id} is forgotten");
     }
 }
+
+#[test]
+fn create_cluster_boots_a_leader_and_its_workers_from_the_node_image() {
+    let c = Cloud::start();
+    let plugin = fixture_plugin("hook-recorder");
+    let p = plugin.to_str().unwrap();
+    let role = "hook-recorder-box";
+    let cg = |args: &[&str]| {
+        let mut all = vec!["--plugin", p];
+        all.extend(args);
+        c.run(&all)
+    };
+    // The node image, as the original's users made it: `create -IT`.
+    let made = created(&cg(&["create", role, "-I", "-T", "--no-agent", "--json"]));
+    assert!(made["created_image"].is_string());
+
+    let o = cg(&["create-cluster", "recorder-cluster", "-s", "2", "-c", "c2"]);
+    assert_success(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("leader i-"));
+    assert!(lines[1].starts_with("worker-1 i-") && lines[2].starts_with("worker-2 i-"));
+    let id = |line: &str| line.split_whitespace().nth(1).unwrap().to_string();
+    let (leader, w1, w2) = (id(lines[0]), id(lines[1]), id(lines[2]));
+    // Every node boots for the first time, with no set-up (the image has it).
+    let (hooks, _) = hook_records(&o);
+    let firsts = hooks
+        .iter()
+        .filter(|h| h.as_str() == "on_instance_ready first_boot=true")
+        .count();
+    assert_eq!(firsts, 3, "{hooks:?}");
+    assert!(
+        !hooks.iter().any(|h| h == "post_install_packages"),
+        "{hooks:?}"
+    );
+    // The workers came from one RunInstances.
+    let body = c.ec2(&[
+        ("Action", "DescribeInstances"),
+        ("InstanceId.1", &w1),
+        ("InstanceId.2", &w2),
+    ]);
+    assert_eq!(xml_fields(&body, "reservationId").len(), 1, "{body}");
+    // The original's tags: cluster name, ordinals, the leader.
+    let o = cg(&["list", role, "-c", "c2", "--json"]);
+    let rows: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut seen: Vec<(String, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["instance_id"].as_str().unwrap().to_string(),
+                r["cluster_ordinal"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort_by_key(|(_, o)| *o);
+    assert_eq!(
+        seen,
+        [(leader.clone(), 0), (w1.clone(), 1), (w2.clone(), 2)]
+    );
+    for w in [&w1, &w2] {
+        let body = c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", w)]);
+        assert!(
+            body.contains(&format!(
+                "<key>leader_instance_id</key><value>{leader}</value>"
+            )),
+            "{body}"
+        );
+    }
+
+    // grow-cluster fills the gap a terminated worker left, and names the workers that fail.
+    assert_success(&cg(&["terminate", role, "--instance-id", &w1]));
+    let o = cg(&["grow-cluster", "recorder-cluster", "-c", "c2", "-s", "1"]);
+    assert_success(&o);
+    assert!(stdout(&o).starts_with("worker-1 i-"), "{}", stdout(&o));
+    let o = cg(&[
+        "grow-cluster",
+        "recorder-cluster",
+        "-c",
+        "c2",
+        "-s",
+        "2",
+        "-O",
+        "fail_ready=true",
+    ]);
+    assert_user_error(
+        &o,
+        "2 of 2 workers failed, terminated (-N keeps them): worker-3 (`i-",
+    );
+    assert!(stderr(&o).contains("worker-4 (`i-"), "{}", stderr(&o));
+    let o = cg(&["ssh-cluster", "recorder-cluster", "-c", "c2", "echo", "hi"]);
+    assert_eq!(stdout(&o), "leader: hi\nworker-1: hi\nworker-2: hi\n");
+
+    assert_success(&cg(&["terminate-cluster", "recorder-cluster", "-c", "c2"]));
+    let o = cg(&["list", role, "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]", "nothing is left");
+}

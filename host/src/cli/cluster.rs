@@ -11,7 +11,8 @@ use crate::ctx::{Context, Globals};
 use crate::errors::Result;
 use crate::names::ImageRef;
 use crate::ops::cluster::{self, NodeRole, Nodes};
-use crate::ops::{access, instances, power};
+use crate::ops::plan::{ClusterPlacement, CreateOptions};
+use crate::ops::{access, create, instances, power};
 use crate::roles::Roles;
 
 /// Create a cluster: a leader, then its workers, from the node role's newest image
@@ -434,4 +435,177 @@ pub async fn rsync_cluster(args: RsyncClusterArgs, g: &Globals) -> Result<i32> {
     })
     .await?;
     on_each_node(&b, commands, true, args.cluster.num_threads, "rsync").await
+}
+
+/// Reports the workers of a launch: a line each, and an error naming every one that failed.
+fn report_workers(
+    g: &Globals,
+    outcomes: &[create::NodeOutcome],
+    never_terminate: bool,
+) -> Result<()> {
+    let mut failed = Vec::new();
+    for o in outcomes {
+        let label = format!("worker-{}", o.ordinal.unwrap_or_default());
+        match &o.result {
+            Ok(_) => g.shell.out(format!("{label} {}", o.instance_id)),
+            Err(e) => failed.push(format!(
+                "{label} (`{}`): {}",
+                o.instance_id,
+                crate::errors::one_line(e)
+            )),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let fate = if never_terminate {
+        "kept (-N)"
+    } else {
+        "terminated (-N keeps them)"
+    };
+    Err(crate::user_error!(
+        "{} of {} workers failed, {fate}: {}",
+        failed.len(),
+        outcomes.len(),
+        failed.join("; ")
+    ))
+}
+
+/// Worker options: the node image, the workers' type, `n` boxes at `ordinals` under `leader`.
+fn worker_options(
+    base: &CreateOptions,
+    boot_image: &ImageRef,
+    quick: bool,
+    cluster_name: Option<String>,
+    leader: &str,
+    ordinals: Vec<u32>,
+    threads: usize,
+) -> CreateOptions {
+    let mut opts = base.clone();
+    opts.from_image = Some(boot_image.clone());
+    opts.quick = quick;
+    opts.count = ordinals.len();
+    opts.cluster = Some(ClusterPlacement {
+        name: cluster_name,
+        leader: Some(leader.to_string()),
+        ordinals,
+        threads,
+    });
+    opts
+}
+
+/// Creates a cluster: the leader from the node image, then all workers in one RunInstances,
+/// set up in parallel. Every worker that fails is named (and terminated unless `-N`), and the
+/// command fails: never a silent success with fewer workers.
+pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32> {
+    if let Some(share) = &args.share {
+        if !share.exists() {
+            crate::bail_user!("--share `{}` does not exist", share.display());
+        }
+    }
+    let roles = Roles::load(g)?;
+    let cluster = roles.registry.cluster(&args.cluster_type)?;
+    let ctx = Context::new(&args.context, g).await?;
+    let ssh = access::ssh_settings(args.creation.ssh_key.clone())?;
+    let base = super::create::creation_options(&args.creation, false, args.never_terminate)?;
+    let mut leader_opts = base.clone();
+    leader_opts.from_image = Some(args.boot_image.clone());
+    leader_opts.quick = args.quick;
+    leader_opts.instance_type = args
+        .leader_instance_type
+        .clone()
+        .or_else(|| args.creation.instance_type.clone());
+    if args.leader_on_demand {
+        leader_opts.spot_bid = None;
+    }
+    leader_opts.cluster = Some(ClusterPlacement {
+        name: args.cluster_name.clone(),
+        leader: None,
+        ordinals: vec![0],
+        threads: 1,
+    });
+    let Some((leader, _)) =
+        create::create(&ctx, roles.handle(&cluster.leader)?, &leader_opts, &ssh).await?
+    else {
+        crate::bail_user!("the leader was not created");
+    };
+    let leader_id = leader.instance_id.clone();
+    g.shell.out(format!("leader {leader_id}"));
+    if let Some(share) = &args.share {
+        let data = roles.get(&cluster.leader)?;
+        let i = crate::aws::instance_by_id(&ctx.aws.ec2(), &leader_id)
+            .await?
+            .ok_or_else(|| crate::user_error!("the leader `{leader_id}` has disappeared"))?;
+        let target = access::target(&ctx, &ssh, &i, &data.default_account).await?;
+        let c = access::rsync_command(
+            &ssh,
+            &target,
+            false,
+            args.ssh_opts.as_deref(),
+            &["-r".into(), share.display().to_string(), ":shared/".into()],
+        )?;
+        if access::exec(c, "rsync")? != 0 {
+            crate::bail_user!(
+                "copying `{}` to the leader `{leader_id}` failed; the leader is left running",
+                share.display()
+            );
+        }
+    }
+    if args.num_workers == 0 {
+        ctx.shell.warn("the cluster has no workers (-s 0)");
+        return Ok(0);
+    }
+    let opts = worker_options(
+        &base,
+        &args.boot_image,
+        args.quick,
+        args.cluster_name.clone(),
+        &leader_id,
+        (1..=args.num_workers as u32).collect(),
+        args.num_threads,
+    );
+    let outcomes = create::create_nodes(&ctx, roles.handle(&cluster.worker)?, &opts, &ssh)
+        .await?
+        .unwrap_or_default();
+    report_workers(g, &outcomes, args.never_terminate)?;
+    let name = args.cluster_name.as_deref().unwrap_or(&leader_id);
+    ctx.shell.info(format!(
+        "Run `cgcloud ssh-cluster -n {} -z {} {} -c {name} …` to use the cluster.",
+        ctx.namespace, ctx.zone, cluster.name
+    ));
+    Ok(0)
+}
+
+/// Adds workers to a cluster, at the cluster ordinals its workers leave free (gaps first).
+pub async fn grow_cluster(args: GrowClusterArgs, g: &Globals) -> Result<i32> {
+    let b = bind(g, &args.context, &args.cluster).await?;
+    let roles = Roles::load(g)?;
+    let cluster = roles.registry.cluster(&args.cluster.cluster_type)?;
+    let ssh = access::ssh_settings(args.creation.ssh_key.clone())?;
+    let base = super::create::creation_options(&args.creation, false, false)?;
+    let existing: Vec<u32> = b
+        .nodes
+        .workers
+        .iter()
+        .filter_map(|w| {
+            crate::aws::tag(w.tags(), cluster::ORDINAL_TAG).and_then(|o| o.parse().ok())
+        })
+        .collect();
+    let ordinals = cluster::allocate_ordinals(&existing, args.num_workers);
+    let leader_id = b.nodes.leader.instance_id().unwrap_or_default().to_string();
+    let name = crate::aws::tag(b.nodes.leader.tags(), "cluster_name").map(str::to_string);
+    let opts = worker_options(
+        &base,
+        &args.boot_image,
+        args.quick,
+        name,
+        &leader_id,
+        ordinals,
+        args.cluster.num_threads,
+    );
+    let outcomes = create::create_nodes(&b.ctx, roles.handle(&cluster.worker)?, &opts, &ssh)
+        .await?
+        .unwrap_or_default();
+    report_workers(g, &outcomes, false)?;
+    Ok(0)
 }

@@ -70,6 +70,15 @@ pub struct RecreateArgs {
 }
 
 fn options(c: &CreationArgs, t: &TerminationArgs) -> Result<CreateOptions> {
+    creation_options(c, t.terminate, t.never_terminate)
+}
+
+/// The creation options every command that makes boxes shares.
+pub(super) fn creation_options(
+    c: &CreationArgs,
+    terminate: bool,
+    never_terminate: bool,
+) -> Result<CreateOptions> {
     if (c.spot_launch_group.is_some() || c.spot_auto_zone) && c.spot_bid.is_none() {
         crate::bail_user!("--spot-launch-group and --spot-auto-zone need --spot-bid");
     }
@@ -91,8 +100,8 @@ fn options(c: &CreationArgs, t: &TerminationArgs) -> Result<CreateOptions> {
         root_volume_type: c.root_volume_type.clone(),
         encrypt_root: c.encrypt_root,
         private_ip: c.private_ip,
-        terminate: t.terminate,
-        never_terminate: t.never_terminate,
+        terminate,
+        never_terminate,
         ..CreateOptions::default()
     })
 }

@@ -171,7 +171,6 @@ impl Command {
 
 /// Runs a parsed command line; returns the process exit status.
 pub async fn run(cli: Cli, globals: Globals) -> Result<i32> {
-    let name = cli.command.name();
     // The namespace is validated before anything else, whatever the command's other arguments.
     if let Some(context) = cli.command.context_args() {
         crate::ctx::prevalidate_namespace(&context.namespace)?;
@@ -203,9 +202,8 @@ pub async fn run(cli: Cli, globals: Globals) -> Result<i32> {
         Command::TerminateCluster(a) => cluster::terminate_cluster(a, &globals).await,
         Command::SshCluster(a) => cluster::ssh_cluster(a, &globals).await,
         Command::RsyncCluster(a) => cluster::rsync_cluster(a, &globals).await,
-        Command::CreateCluster(_) | Command::GrowCluster(_) => {
-            Err(crate::errors::not_implemented(name))
-        }
+        Command::CreateCluster(a) => cluster::create_cluster(a, &globals).await,
+        Command::GrowCluster(a) => cluster::grow_cluster(a, &globals).await,
         Command::Plugin(c) => plugin::run(c, &globals).map(|_| 0),
         Command::Keys(c) => keys::keys(c, &globals).await,
         Command::Config(a) => config::run(a, &globals).await,

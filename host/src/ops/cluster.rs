@@ -111,6 +111,20 @@ pub async fn bind(
     Ok(Nodes { leader, workers })
 }
 
+/// `n` new cluster ordinals next to `existing` ones: the smallest unused from 1 on, so gaps
+/// are filled first (as the original's `grow-cluster` did).
+pub fn allocate_ordinals(existing: &[u32], n: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(n);
+    let mut next = 1u32;
+    while out.len() < n {
+        if !existing.contains(&next) {
+            out.push(next);
+        }
+        next += 1;
+    }
+    out
+}
+
 /// Runs `work` on every node of `nodes`, at most `threads` at once, and returns the labels of
 /// those where it failed, each with its error.
 pub async fn each<'a, F, Fut>(
@@ -150,4 +164,17 @@ pub fn failure(what: &str, failed: &[(String, String)]) -> anyhow::Error {
         failed.len(),
         list.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_fill_gaps_first() {
+        assert_eq!(allocate_ordinals(&[], 3), [1, 2, 3]);
+        assert_eq!(allocate_ordinals(&[1, 2, 5], 3), [3, 4, 6]);
+        assert_eq!(allocate_ordinals(&[2], 1), [1]);
+        assert_eq!(allocate_ordinals(&[1, 2], 0), Vec::<u32>::new());
+    }
 }

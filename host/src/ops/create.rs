@@ -22,7 +22,7 @@ use crate::errors::Result;
 use crate::ssh::hostkey::HostKey;
 use crate::ssh::remote::Remote;
 use crate::ssh::{known_hosts, SshSettings};
-use crate::user_error;
+use crate::{bail_user, user_error};
 
 use super::plan::{iam_of, plan, plan_json, CreateOptions, Plan};
 
@@ -60,14 +60,47 @@ pub async fn create(
     opts: &CreateOptions,
     ssh: &SshSettings,
 ) -> Result<Option<(Created, Value)>> {
+    let Some(mut outcomes) = create_nodes(ctx, role, opts, ssh).await? else {
+        return Ok(None);
+    };
+    match outcomes.pop() {
+        Some(o) => o.result.map(Some),
+        None => Err(user_error!("EC2 launched no instance")),
+    }
+}
+
+/// What became of one box of a launch.
+pub struct NodeOutcome {
+    pub instance_id: String,
+    /// Its cluster ordinal, for cluster nodes.
+    pub ordinal: Option<u32>,
+    pub result: Result<(Created, Value)>,
+}
+
+/// `create` of `opts.count` boxes in one RunInstances, set up in parallel (at most
+/// `opts.cluster.threads` at once). Every box's outcome is returned; a box that failed was
+/// terminated unless `-N`. `None` for `--plan`.
+pub async fn create_nodes(
+    ctx: &Context,
+    role: RoleHandle,
+    opts: &CreateOptions,
+    ssh: &SshSettings,
+) -> Result<Option<Vec<NodeOutcome>>> {
     let role = Arc::new(role);
     let mut phases = Phases::default();
     let p = plan(ctx, &role, opts).await?;
     let name = ctx.aws_name(&p.data.name)?;
+    let count = opts.count.max(1);
+    let placement = opts.cluster.clone().unwrap_or_default();
+    if opts.cluster.is_some() && placement.ordinals.len() != count {
+        bail_user!(
+            "{count} boxes need {count} cluster ordinals, not {}",
+            placement.ordinals.len()
+        );
+    }
     let mut tags: Vec<(String, String)> = vec![
         ("Name".into(), name.clone()),
         ("generation".into(), p.generation.to_string()),
-        ("cluster_ordinal".into(), "0".into()),
         (
             "enable_agent".into(),
             if p.enable_agent { "True" } else { "False" }.into(),
@@ -76,6 +109,15 @@ pub async fn create(
         (OWNER_TAG.into(), ctx.namespace.as_str().into()),
         (ROLE_TAG.into(), p.data.name.clone()),
     ];
+    // Workers know their leader and cluster at launch; a leader (or a single box) learns its
+    // own ID only then, so those tags follow right after.
+    if let Some(leader) = &placement.leader {
+        tags.push((super::cluster::LEADER_TAG.into(), leader.clone()));
+        let cluster = placement.name.clone().unwrap_or_else(|| leader.clone());
+        tags.push(("cluster_name".into(), cluster));
+    } else {
+        tags.push((super::cluster::ORDINAL_TAG.into(), "0".into()));
+    }
     for (k, v) in &p.options {
         tags.push((k.clone(), v.clone()));
     }
@@ -95,6 +137,8 @@ pub async fn create(
     .await?;
     let (features, policies) = iam_of(ctx, &p);
     let profile = prepare::ensure_instance_profile(ctx, &p.data.name, &features, &policies).await?;
+    // NOTE: the boxes of one launch share this first host key; each replaces it with its own
+    // right after cgcloud's first verified connection (`hostkeys::rotate`).
     let host_key = HostKey::generate()?;
     // The host key's public half, for every teammate's cgcloud to pin (`ops::access`).
     tags.push((
@@ -132,15 +176,22 @@ pub async fn create(
         spot_max_price: opts.spot_bid,
         tags,
     };
-    let instance = launch::run_instance(ctx, &spec).await?;
-    let id = instance.instance_id().unwrap_or_default().to_string();
+    let launched = launch::run_instances(ctx, &spec, count).await?;
+    let ids: Vec<String> = launched
+        .iter()
+        .map(|i| i.instance_id().unwrap_or_default().to_string())
+        .collect();
     let t = phases.record("api", t);
     ctx.shell.info(format!(
-        "launched instance `{id}` of role `{}` from `{}`",
+        "launched {} `{}` of role `{}` from `{}`",
+        if count == 1 { "instance" } else { "instances" },
+        ids.join("`, `"),
         p.data.name,
         p.image.image_id().unwrap_or_default()
     ));
-    ctx.shell.status(&id, "pending → running");
+    for id in &ids {
+        ctx.shell.status(id, "pending → running");
+    }
     let ticker = ctx.shell.is_live().then(|| {
         let shell = ctx.shell.clone();
         tokio::spawn(async move {
@@ -150,59 +201,146 @@ pub async fn create(
             }
         })
     });
-    // Ctrl-C stops the work and, like any failure, terminates the instance unless -N.
-    let result = tokio::select! {
-        r = provision(ctx, &role, opts, ssh, &p, &id, &host_key, &mut phases, t) => r,
+    // The tags each box gets after launch: a cluster ordinal for workers; for a leader (or a
+    // single box, which the original treats as a cluster of one) its own ID as leader and,
+    // unless a name was given, as cluster name.
+    let node_tags = |k: usize, id: &str| -> Vec<(String, String)> {
+        match &placement.leader {
+            Some(_) => vec![(
+                super::cluster::ORDINAL_TAG.into(),
+                placement.ordinals[k].to_string(),
+            )],
+            None => {
+                let mut tags = vec![(
+                    "cluster_name".to_string(),
+                    placement.name.clone().unwrap_or_else(|| id.to_string()),
+                )];
+                if opts.cluster.is_some() {
+                    tags.push((super::cluster::LEADER_TAG.into(), id.to_string()));
+                }
+                tags
+            }
+        }
+    };
+    let threads = placement.threads.max(1);
+    let work = {
+        use futures_util::stream::{self, StreamExt};
+        let (role, p, host_key, phases) = (&role, &p, &host_key, &phases);
+        stream::iter(ids.iter().cloned().enumerate())
+            .map(move |(k, id)| {
+                let tags = node_tags(k, &id);
+                async move {
+                    let mut phases = phases.clone();
+                    let r = provision(
+                        ctx,
+                        role,
+                        opts,
+                        ssh,
+                        p,
+                        &id,
+                        host_key,
+                        &tags,
+                        &mut phases,
+                        t,
+                    )
+                    .await;
+                    (k, id, r, phases)
+                }
+            })
+            .buffer_unordered(threads)
+            .collect::<Vec<_>>()
+    };
+    // Ctrl-C stops the work and, like any failure, terminates the instances unless -N.
+    let mut results = tokio::select! {
+        r = work => r,
         _ = tokio::signal::ctrl_c() => {
             crate::ssh::remote::cancel();
-            Err(user_error!("interrupted while setting up `{id}`"))
+            ids.iter()
+                .cloned()
+                .enumerate()
+                .map(|(k, id)| {
+                    let e = user_error!("interrupted while setting up `{id}`");
+                    (k, id, Err(e), Phases::default())
+                })
+                .collect()
         }
     };
     if let Some(t) = ticker {
         t.abort();
     }
-    ctx.shell.status_done(&id);
-    match result {
-        Ok((address, new_image, terminated)) => {
-            ctx.shell.info(format!("phases: {}", phases.summary()));
-            if !terminated {
-                let ns = ctx.namespace.as_str();
-                ctx.shell.info(format!(
-                    "Run `cgcloud ssh -n {ns} -z {} {}` to start using this box.",
-                    ctx.zone, p.data.name
-                ));
-            }
-            let created = Created {
-                instance_id: id,
-                address,
-                image_id: p.image.image_id().unwrap_or_default().into(),
-                new_image,
-                terminated,
-                phases,
-            };
-            let j = created.to_json(ctx, &p.data.name, &p.instance_type);
-            Ok(Some((created, j)))
-        }
-        Err(e) => {
-            if opts.never_terminate {
+    results.sort_by_key(|(k, ..)| *k);
+    let mut outcomes = Vec::new();
+    for (k, id, result, phases) in results {
+        ctx.shell.status_done(&id);
+        let ordinal = opts.cluster.as_ref().map(|c| c.ordinals[k]);
+        let result = match result {
+            Ok((address, new_image, terminated)) => {
+                let label = if count == 1 {
+                    String::new()
+                } else {
+                    format!("{id}: ")
+                };
                 ctx.shell
-                    .warn(format!("kept instance `{id}` after the failure (-N)"));
-            } else {
-                match ctx.aws.ec2().terminate_instances().instance_ids(&id).send().await {
-                    Ok(_) => {
-                        if let Err(fe) = instances::forget(ctx, &id).await {
-                            ctx.shell.warn(crate::errors::one_line(&fe));
-                        }
-                        ctx.shell.warn(format!("terminated instance `{id}` after the failure (-N keeps it)"));
-                    }
-                    Err(te) => ctx.shell.warn(format!(
-                        "instance `{id}` could not be terminated after the failure ({}); terminate it by hand",
-                        aws::describe(&te)
-                    )),
+                    .info(format!("{label}phases: {}", phases.summary()));
+                if !terminated && opts.cluster.is_none() {
+                    let ns = ctx.namespace.as_str();
+                    ctx.shell.info(format!(
+                        "Run `cgcloud ssh -n {ns} -z {} {}` to start using this box.",
+                        ctx.zone, p.data.name
+                    ));
                 }
+                let created = Created {
+                    instance_id: id.clone(),
+                    address,
+                    image_id: p.image.image_id().unwrap_or_default().into(),
+                    new_image,
+                    terminated,
+                    phases,
+                };
+                let j = created.to_json(ctx, &p.data.name, &p.instance_type);
+                Ok((created, j))
             }
-            Err(e)
+            Err(e) => {
+                after_failure(ctx, opts, &id).await;
+                Err(e)
+            }
+        };
+        outcomes.push(NodeOutcome {
+            instance_id: id,
+            ordinal,
+            result,
+        });
+    }
+    Ok(Some(outcomes))
+}
+
+/// After a box failed: terminate it and forget it, unless `-N`.
+async fn after_failure(ctx: &Context, opts: &CreateOptions, id: &str) {
+    if opts.never_terminate {
+        ctx.shell
+            .warn(format!("kept instance `{id}` after the failure (-N)"));
+        return;
+    }
+    match ctx
+        .aws
+        .ec2()
+        .terminate_instances()
+        .instance_ids(id)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            if let Err(fe) = instances::forget(ctx, id).await {
+                ctx.shell.warn(crate::errors::one_line(&fe));
+            }
+            ctx.shell.warn(format!(
+                "terminated instance `{id}` after the failure (-N keeps it)"
+            ));
         }
+        Err(te) => ctx.shell.warn(format!(
+            "instance `{id}` could not be terminated after the failure ({}); terminate it by hand",
+            aws::describe(&te)
+        )),
     }
 }
 
@@ -256,19 +394,25 @@ async fn provision(
     p: &Plan,
     id: &str,
     host_key: &HostKey,
+    node_tags: &[(String, String)],
     phases: &mut Phases,
     t: Instant,
 ) -> Result<(String, Option<String>, bool)> {
     known_hosts::pin(&ssh.known_hosts(), id, &host_key.public)?;
-    // The original names a box's cluster after the box itself.
-    ctx.aws
-        .ec2()
-        .create_tags()
-        .resources(id)
-        .tags(Tag::builder().key("cluster_name").value(id).build())
-        .send()
-        .await
-        .aws(|| format!("failed to tag `{id}`"))?;
+    if !node_tags.is_empty() {
+        let tags: Vec<Tag> = node_tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        ctx.aws
+            .ec2()
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .aws(|| format!("failed to tag `{id}`"))?;
+    }
     if p.enable_agent {
         super::agent::wire(ctx, id).await?;
     }

@@ -126,17 +126,22 @@ fn block_devices(spec: &LaunchSpec) -> Vec<BlockDeviceMapping> {
     out
 }
 
-/// RunInstances, retrying for a while when EC2 does not know the security group or instance
-/// profile cgcloud just made (IAM and EC2 are eventually consistent).
-pub async fn run_instance(ctx: &Context, spec: &LaunchSpec) -> Result<Instance> {
+/// Launches `count` instances of `spec` in one RunInstances (all or none).
+pub async fn run_instances(
+    ctx: &Context,
+    spec: &LaunchSpec,
+    count: usize,
+) -> Result<Vec<Instance>> {
+    let count = i32::try_from(count.max(1))
+        .map_err(|_| user_error!("cannot launch {count} instances at once"))?;
     let ec2 = ctx.aws.ec2();
     let deadline = Instant::now() + super::prepare::CONSISTENCY_TIMEOUT;
     loop {
         let mut req = ec2
             .run_instances()
             .image_id(spec.image.image_id().unwrap_or_default())
-            .min_count(1)
-            .max_count(1)
+            .min_count(count)
+            .max_count(count)
             .instance_type(InstanceType::from(spec.instance_type.as_str()))
             .key_name(&spec.key_name)
             .set_security_group_ids(Some(spec.security_group_ids.clone()))
@@ -176,11 +181,13 @@ pub async fn run_instance(ctx: &Context, spec: &LaunchSpec) -> Result<Instance> 
         }
         match req.send().await {
             Ok(out) => {
-                return out
-                    .instances()
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| user_error!("EC2 launched no instance"));
+                if out.instances().len() != count as usize {
+                    bail_user!(
+                        "EC2 launched {} instances instead of {count}",
+                        out.instances().len()
+                    );
+                }
+                return Ok(out.instances().to_vec());
             }
             Err(e) => {
                 let code = error_code(&e).unwrap_or_default().to_string();

@@ -49,6 +49,23 @@ pub struct CreateOptions {
     pub quick: bool,
     /// `--no-agent`: keys 2…n go in once at first boot instead of being kept in sync.
     pub no_agent: bool,
+    /// How many boxes to launch in one RunInstances (cluster workers); 0 means 1.
+    pub count: usize,
+    /// The boxes are nodes of a cluster (`create-cluster`, `grow-cluster`).
+    pub cluster: Option<ClusterPlacement>,
+}
+
+/// Where new boxes go in a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterPlacement {
+    /// The cluster's name; `None`: the leader's instance ID.
+    pub name: Option<String>,
+    /// The leader's instance ID; `None`: the box being made is the leader.
+    pub leader: Option<String>,
+    /// The cluster ordinals of the boxes, one each, in launch order.
+    pub ordinals: Vec<u32>,
+    /// How many boxes are set up at once.
+    pub threads: usize,
 }
 
 /// Parses and checks `-O NAME=VALUE` against the role's declared options; adds defaults.
