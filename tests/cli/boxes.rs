@@ -49,6 +49,14 @@ impl Cloud {
         o
     }
 
+    /// Runs cgcloud with the fixture plugin `plugin` (`tests/cli/fixtures`).
+    pub fn run_with_plugin(&self, plugin: &str, args: &[&str]) -> Output {
+        let lib = fixture_plugin(plugin);
+        let mut all = vec!["--plugin", lib.to_str().unwrap()];
+        all.extend(args);
+        self.run(&all)
+    }
+
     pub fn ec2(&self, pairs: &[(&str, &str)]) -> String {
         let mut all = pairs.to_vec();
         all.push(("Version", "2016-11-15"));
@@ -839,14 +847,8 @@ fn tag_node(c: &Cloud, id: &str, name: &str, leader: &str, ordinal: u32) {
 #[test]
 fn cluster_commands_reach_the_leader_and_its_workers() {
     let c = Cloud::start();
-    let plugin = fixture_plugin("hook-recorder");
-    let p = plugin.to_str().unwrap();
     let role = "hook-recorder-box";
-    let cg = |args: &[&str]| {
-        let mut all = vec!["--plugin", p];
-        all.extend(args);
-        c.run(&all)
-    };
+    let cg = |args: &[&str]| c.run_with_plugin("hook-recorder", args);
     let o = cg(&["ssh-cluster", "recorder-cluster", "-c", "c1", "true"]);
     assert_user_error(&o, "no cluster of type `recorder-cluster` named `c1` found");
 
@@ -964,14 +966,8 @@ fn cluster_commands_reach_the_leader_and_its_workers() {
 #[test]
 fn create_cluster_boots_a_leader_and_its_workers_from_the_node_image() {
     let c = Cloud::start();
-    let plugin = fixture_plugin("hook-recorder");
-    let p = plugin.to_str().unwrap();
     let role = "hook-recorder-box";
-    let cg = |args: &[&str]| {
-        let mut all = vec!["--plugin", p];
-        all.extend(args);
-        c.run(&all)
-    };
+    let cg = |args: &[&str]| c.run_with_plugin("hook-recorder", args);
     // The node image, as the original's users made it: `create -IT`.
     let made = created(&cg(&["create", role, "-I", "-T", "--no-agent", "--json"]));
     assert!(made["created_image"].is_string());
