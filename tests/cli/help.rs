@@ -195,4 +195,7 @@ fn cluster_commands_name_an_unknown_cluster_type() {
         assert_user_error(&o, "no such role or cluster type: `spark`");
         assert!(stdout(&o).is_empty());
     }
+    // What is not there yet says so, before anything happens.
+    let o = w.run(&["create-cluster", "spark", "-e", "10"]);
+    assert_user_error(&o, "--ebs-volume-size is not implemented yet");
 }

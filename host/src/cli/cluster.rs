@@ -498,6 +498,11 @@ fn worker_options(
 /// set up in parallel. Every worker that fails is named (and terminated unless `-N`), and the
 /// command fails: never a silent success with fewer workers.
 pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32> {
+    if args.ebs_volume_size.is_some() {
+        crate::bail_user!(
+            "--ebs-volume-size is not implemented yet: nodes get no persistent volume; leave it out"
+        );
+    }
     if let Some(share) = &args.share {
         if !share.exists() {
             crate::bail_user!("--share `{}` does not exist", share.display());

@@ -126,10 +126,12 @@ pub async fn create_nodes(
         return Ok(None);
     }
     let t = Instant::now();
+    // Named like the role's images, as the original did: the leader and worker roles of a
+    // cluster type, which boot their node role's image, share its group.
     let sg = prepare::ensure_security_group(
         ctx,
         &p.data.name,
-        &p.data.name,
+        &p.data.image_name_prefix,
         opts.vpc.as_deref(),
         &p.data.security_group_rules,
         "0.0.0.0/0",

@@ -376,7 +376,7 @@ pub fn plan_json(
         "instance_type": p.instance_type,
         "options": p.options,
         "key_pairs": p.keypairs,
-        "security_group": {"name": ctx.aws_name(&p.data.name).ok(), "rules": p.data.security_group_rules},
+        "security_group": {"name": ctx.aws_name(&p.data.image_name_prefix).ok(), "rules": p.data.security_group_rules},
         "iam_role": prepare::iam_role_name(ctx, &iam_of(ctx, p).0).ok(),
         "iam_policies": iam_of(ctx, p).1.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
         "agent": p.enable_agent,
