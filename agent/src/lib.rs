@@ -49,6 +49,7 @@ mod ack;
 mod agent;
 mod authorized;
 mod aws;
+pub mod discover;
 mod keys;
 pub mod log;
 mod message;

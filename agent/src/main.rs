@@ -39,6 +39,28 @@ enum Command {
         #[arg(long = "writable")]
         writable: Vec<PathBuf>,
     },
+    /// Find this node's cluster leader from tags and write it into /etc/hosts and
+    /// /etc/ssh/ssh_known_hosts (run at every boot by a oneshot unit); nothing for a box that is
+    /// not a cluster node.
+    Discover {
+        /// The availability zone (its region is where the instance is).
+        #[arg(long, short = 'z', env = "CGCLOUD_ZONE")]
+        zone: String,
+        /// The instance (default: from the instance metadata).
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// How long to retry while tags lag behind (a new leader's own tag, a leader address).
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        wait: u64,
+    },
+    /// Print the oneshot unit that runs `discover` at every boot.
+    DiscoverUnit {
+        #[arg(long, short = 'z', env = "CGCLOUD_ZONE")]
+        zone: String,
+        /// Where the binary is installed.
+        #[arg(long, default_value = cgcloud_agent::BINARY_PATH)]
+        binary: PathBuf,
+    },
     /// Print the sshd drop-in that makes sshd read the agent's file.
     SshdConfig,
     /// Print the IAM policy the agent's instance role needs.
@@ -129,6 +151,47 @@ async fn exec(command: Command) -> anyhow::Result<ExitCode> {
             }
             let writable: Vec<&std::path::Path> = writable.iter().map(PathBuf::as_path).collect();
             out(&cgcloud_agent::unit(&binary, &options, &writable));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Discover {
+            zone,
+            instance_id,
+            wait,
+        } => {
+            let region = region_of_zone(&zone)?;
+            let instance_id = match instance_id {
+                Some(id) => id,
+                None => instance_id_from_imds().await?,
+            };
+            let clients = cgcloud_agent::Clients::load(&region).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(wait.min(3600));
+            loop {
+                match cgcloud_agent::discover::discover(&clients.ec2, &instance_id).await {
+                    Ok(None) => {
+                        log::info(format!("`{instance_id}` is not a cluster node"));
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Ok(Some(d)) => {
+                        cgcloud_agent::discover::apply(std::path::Path::new("/"), &d)?;
+                        log::info(format!(
+                            "the cluster's leader `{}` is {} ({})",
+                            d.leader_id,
+                            d.leader_ip,
+                            cgcloud_agent::discover::LEADER_HOST
+                        ));
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        log::warn(format!("{e:#}; retrying"));
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Command::DiscoverUnit { zone, binary } => {
+            region_of_zone(&zone)?;
+            out(&cgcloud_agent::discover::discover_unit(&binary, &zone));
             Ok(ExitCode::SUCCESS)
         }
         Command::SshdConfig => {

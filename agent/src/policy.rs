@@ -12,6 +12,7 @@ use crate::names;
 /// | Call | Why | Resource |
 /// |---|---|---|
 /// | `ec2:DescribeKeyPairs` | expand the globs, read public keys | `*` (no resource-level permissions) |
+/// | `ec2:DescribeInstances` | a cluster node finds its leader's address and host key at boot (`discover`) | `*` (no resource-level permissions) |
 /// | `ec2:CreateTags` | acknowledge the applied key set | the box itself (`aws:ARN` = `ec2:SourceInstanceARN`); only the two `cgcloud:keys-*` tag keys |
 /// | `iam:GetUser`, `iam:GetGroup` | `@user`, `@@group` | users, groups |
 /// | `sqs:GetQueueUrl`, `sqs:GetQueueAttributes`, `sqs:ReceiveMessage`, `sqs:DeleteMessage` | own queue | the namespace's agent queues tagged with the box's own instance ARN |
@@ -30,6 +31,12 @@ pub fn iam_policy(ns: &Namespace, partition: &str) -> Value {
                 "Sid": "ExpandKeypairGlobs",
                 "Effect": "Allow",
                 "Action": ["ec2:DescribeKeyPairs"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "FindClusterLeader",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeInstances"],
                 "Resource": "*"
             },
             {
@@ -99,6 +106,7 @@ mod tests {
             actions,
             [
                 "ec2:DescribeKeyPairs",
+                "ec2:DescribeInstances",
                 "ec2:CreateTags",
                 "iam:GetUser",
                 "iam:GetGroup",

@@ -1055,3 +1055,99 @@ fn create_cluster_boots_a_leader_and_its_workers_from_the_node_image() {
     let o = cg(&["list", role, "--json"]);
     assert_eq!(stdout(&o).trim(), "[]", "nothing is left");
 }
+
+#[test]
+fn cluster_nodes_find_their_leader_at_every_boot_even_when_started_through_ec2() {
+    let c = Cloud::start();
+    let role = "hook-recorder-box";
+    let cg = |args: &[&str]| c.run_with_plugin("hook-recorder", args);
+    // The node image with the agent, whose boot unit finds the leader.
+    assert_success(&cg(&["create", role, "-I", "-T"]));
+    let o = cg(&["create-cluster", "recorder-cluster", "-s", "1", "-c", "c3"]);
+    assert_success(&o);
+    let out = stdout(&o);
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect();
+    let (leader, worker) = (&ids[0], &ids[1]);
+    let leader_ip = xml_field(
+        &c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", leader)]),
+        "privateIpAddress",
+    )
+    .unwrap();
+    let check = |when: &str| {
+        // Every node knows the leader by name at its private address…
+        let o = cg(&[
+            "ssh-cluster",
+            "recorder-cluster",
+            "-c",
+            "c3",
+            "getent",
+            "hosts",
+            "cgcloud-leader",
+        ]);
+        assert_success(&o);
+        for line in stdout(&o).lines() {
+            assert!(line.contains(&leader_ip), "{when}: {line}");
+        }
+        // …and reaches it over SSH with its host key verified: the only refusal left is the
+        // worker's own missing credentials.
+        let o = cg(&[
+            "ssh",
+            role,
+            "--instance-id",
+            worker,
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes cgcloud-leader true; echo status=$?",
+        ]);
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            text.contains("Permission denied (publickey"),
+            "{when}: {text}"
+        );
+        assert!(
+            !text.contains("Host key verification failed"),
+            "{when}: {text}"
+        );
+    };
+    check("after create-cluster");
+    // Stopped and started through the EC2 API alone, not cgcloud, with what the nodes found
+    // erased first: they find it again while they boot.
+    assert_success(&cg(&[
+        "ssh-cluster",
+        "recorder-cluster",
+        "-c",
+        "c3",
+        "sudo sed -i '/# cgcloud cluster$/d' /etc/hosts /etc/ssh/ssh_known_hosts",
+    ]));
+    for action in ["StopInstances", "StartInstances"] {
+        c.ec2(&[
+            ("Action", action),
+            ("InstanceId.1", leader),
+            ("InstanceId.2", worker),
+        ]);
+        let want = if action == "StopInstances" {
+            "stopped"
+        } else {
+            "running"
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while [leader, worker].iter().any(|i| c.state_of(i) != want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{action} took too long"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    // The discovery runs before cloud-init's last stage: wait for that on every node.
+    assert_success(&cg(&[
+        "ssh-cluster",
+        "recorder-cluster",
+        "-c",
+        "c3",
+        "cloud-init status --wait >/dev/null; true",
+    ]));
+    check("after a stop and start through EC2");
+    assert_success(&cg(&["terminate-cluster", "recorder-cluster", "-c", "c3"]));
+}

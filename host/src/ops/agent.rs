@@ -315,12 +315,20 @@ pub async fn install(
     if unit.status != 0 {
         bail_user!("{}", failure(instance_id, "cgcloud-agent unit", &unit));
     }
+    // Cluster nodes find their leader at every boot (`cgcloud_agent::discover`); on any other
+    // box the unit finds no leader tag and does nothing.
+    let discover =
+        cgcloud_agent::discover::discover_unit(std::path::Path::new(REMOTE_BINARY), &ctx.zone);
     let script = format!(
         "set -e; umask 022; cat > {REMOTE_UNIT}; mkdir -p /etc/ssh/sshd_config.d; printf %s {dropin} > {dropin_path}; \
-         systemctl daemon-reload; systemctl enable cgcloud-agent.service; systemctl restart cgcloud-agent.service; \
+         printf %s {discover} > {discover_path}; \
+         systemctl daemon-reload; systemctl enable cgcloud-agent.service cgcloud-discover.service; \
+         systemctl restart cgcloud-agent.service; \
          systemctl reload ssh.service 2>/dev/null || systemctl reload sshd.service",
         dropin = quote(cgcloud_agent::SSHD_DROP_IN),
         dropin_path = cgcloud_agent::SSHD_DROP_IN_PATH,
+        discover = quote(&discover),
+        discover_path = cgcloud_agent::discover::DISCOVER_UNIT_PATH,
     );
     remote
         .run_as_root(

@@ -16,8 +16,8 @@ use crate::bail_user;
 use crate::ctx::Context;
 use crate::errors::Result;
 
-/// The tag naming a node's leader (the leader's own ID on the leader).
-pub const LEADER_TAG: &str = "leader_instance_id";
+/// The tag naming a node's leader (the leader's own ID on the leader); nodes read it at boot.
+pub use cgcloud_agent::discover::LEADER_TAG;
 /// The tag with a node's place in its cluster: 0 for the leader, 1… for workers.
 pub const ORDINAL_TAG: &str = "cluster_ordinal";
 

@@ -117,6 +117,13 @@ pub async fn create_nodes(
         tags.push(("cluster_name".into(), cluster));
     } else {
         tags.push((super::cluster::ORDINAL_TAG.into(), "0".into()));
+        if opts.cluster.is_some() {
+            // Its boot-time discovery waits for the `leader_instance_id` tag that follows.
+            tags.push((
+                cgcloud_agent::discover::LEADER_PENDING_TAG.into(),
+                "pending".into(),
+            ));
+        }
     }
     for (k, v) in &p.options {
         tags.push((k.clone(), v.clone()));

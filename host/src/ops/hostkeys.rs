@@ -17,7 +17,7 @@ use crate::{bail_user, user_error};
 
 /// Instance tag holding the box's SSH host public key (`<type> <base64>`): what every member
 /// of the team pins on first use.
-pub const HOST_KEY_TAG: &str = "cgcloud:host-key";
+pub use cgcloud_agent::discover::HOST_KEY_TAG;
 
 /// Makes sure cgcloud has the box's host key pinned before anything connects to it. A box
 /// pinned on this machine keeps its pin; otherwise the key the box's creator published in the
