@@ -999,6 +999,11 @@ fn create_cluster_boots_a_leader_and_its_workers_from_the_node_image() {
         ("InstanceId.2", &w2),
     ]);
     assert_eq!(xml_fields(&body, "reservationId").len(), 1, "{body}");
+    // Each with the role's instance profile (moto gives it to the first only; cgcloud checks).
+    for w in [&w1, &w2] {
+        let body = c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", w)]);
+        assert!(body.contains("<iamInstanceProfile>"), "{w}: {body}");
+    }
     // The original's tags: cluster name, ordinals, the leader.
     let o = cg(&["list", role, "-c", "c2", "--json"]);
     let rows: Value = serde_json::from_str(&stdout(&o)).unwrap();

@@ -393,10 +393,21 @@ async fn node_commands(
     make: impl Fn(&crate::ssh::SshSettings, &crate::ssh::Target) -> Result<std::process::Command>,
 ) -> Result<Vec<(String, std::process::Command)>> {
     let ssh = access::ssh_settings(None)?;
+    // The nodes' targets at once: each may need a host-key pin from EC2.
+    let targets = futures_util::future::join_all(nodes_of(b, skip_leader).into_iter().map(
+        |(label, role, i)| {
+            let ssh = &ssh;
+            async move {
+                let user = super::instances::login(&role.data, login)?;
+                let target = access::target(&b.ctx, ssh, i, &user).await?;
+                Ok::<_, anyhow::Error>((label, target))
+            }
+        },
+    ))
+    .await;
     let mut commands = Vec::new();
-    for (label, role, i) in nodes_of(b, skip_leader) {
-        let user = super::instances::login(&role.data, login)?;
-        let target = access::target(&b.ctx, &ssh, i, &user).await?;
+    for t in targets {
+        let (label, target) = t?;
         commands.push((label, make(&ssh, &target)?));
     }
     Ok(commands)

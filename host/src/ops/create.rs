@@ -185,7 +185,30 @@ pub async fn create_nodes(
         spot_max_price: opts.spot_bid,
         tags,
     };
+    let profile_arn = spec.instance_profile_arn.clone();
     let launched = launch::run_instances(ctx, &spec, count).await?;
+    // NOTE: moto 5.2 gives the instance profile to the first instance of a RunInstances only;
+    // EC2 gives it to all. An instance without it is given it here (never the case on AWS).
+    if let Some(arn) = &profile_arn {
+        for i in launched
+            .iter()
+            .filter(|i| i.iam_instance_profile().is_none())
+        {
+            let id = i.instance_id().unwrap_or_default();
+            ctx.aws
+                .ec2()
+                .associate_iam_instance_profile()
+                .instance_id(id)
+                .iam_instance_profile(
+                    aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                        .arn(arn)
+                        .build(),
+                )
+                .send()
+                .await
+                .aws(|| format!("failed to give `{id}` its instance profile"))?;
+        }
+    }
     let ids: Vec<String> = launched
         .iter()
         .map(|i| i.instance_id().unwrap_or_default().to_string())
