@@ -580,7 +580,8 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
         (1..=args.num_workers as u32).collect(),
         args.num_threads,
     );
-    let outcomes = create::create_nodes(&ctx, roles.handle(&cluster.worker)?, &opts, &ssh)
+    let worker = Arc::new(roles.handle(&cluster.worker)?);
+    let outcomes = create::create_nodes(&ctx, worker, &opts, &ssh)
         .await?
         .unwrap_or_default();
     report_workers(g, &outcomes, args.never_terminate)?;
@@ -595,8 +596,6 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
 /// Adds workers to a cluster, at the cluster ordinals its workers leave free (gaps first).
 pub async fn grow_cluster(args: GrowClusterArgs, g: &Globals) -> Result<i32> {
     let b = bind(g, &args.context, &args.cluster).await?;
-    let roles = Roles::load(g)?;
-    let cluster = roles.registry.cluster(&args.cluster.cluster_type)?;
     let ssh = access::ssh_settings(args.creation.ssh_key.clone())?;
     let base = super::create::creation_options(&args.creation, false, false)?;
     let existing: Vec<u32> = b
@@ -619,7 +618,8 @@ pub async fn grow_cluster(args: GrowClusterArgs, g: &Globals) -> Result<i32> {
         ordinals,
         args.cluster.num_threads,
     );
-    let outcomes = create::create_nodes(&b.ctx, roles.handle(&cluster.worker)?, &opts, &ssh)
+    // The worker role `bind` loaded: the plugins are not loaded twice.
+    let outcomes = create::create_nodes(&b.ctx, b.worker.handle.clone(), &opts, &ssh)
         .await?
         .unwrap_or_default();
     report_workers(g, &outcomes, false)?;

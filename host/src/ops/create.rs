@@ -60,7 +60,7 @@ pub async fn create(
     opts: &CreateOptions,
     ssh: &SshSettings,
 ) -> Result<Option<(Created, Value)>> {
-    let Some(mut outcomes) = create_nodes(ctx, role, opts, ssh).await? else {
+    let Some(mut outcomes) = create_nodes(ctx, Arc::new(role), opts, ssh).await? else {
         return Ok(None);
     };
     match outcomes.pop() {
@@ -82,11 +82,10 @@ pub struct NodeOutcome {
 /// terminated unless `-N`. `None` for `--plan`.
 pub async fn create_nodes(
     ctx: &Context,
-    role: RoleHandle,
+    role: Arc<RoleHandle>,
     opts: &CreateOptions,
     ssh: &SshSettings,
 ) -> Result<Option<Vec<NodeOutcome>>> {
-    let role = Arc::new(role);
     let mut phases = Phases::default();
     let p = plan(ctx, &role, opts).await?;
     let name = ctx.aws_name(&p.data.name)?;
