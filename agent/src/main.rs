@@ -159,12 +159,22 @@ async fn exec(command: Command) -> anyhow::Result<ExitCode> {
             wait,
         } => {
             let region = region_of_zone(&zone)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(wait.min(3600));
+            // A busy metadata service (many boxes booting at once) answers late: ask again.
             let instance_id = match instance_id {
                 Some(id) => id,
-                None => instance_id_from_imds().await?,
+                None => loop {
+                    match instance_id_from_imds().await {
+                        Ok(id) => break id,
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            log::warn(format!("{e:#}; retrying"));
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                },
             };
             let clients = cgcloud_agent::Clients::load(&region).await;
-            let deadline = std::time::Instant::now() + Duration::from_secs(wait.min(3600));
             loop {
                 match cgcloud_agent::discover::discover(&clients.ec2, &instance_id).await {
                     Ok(None) => {

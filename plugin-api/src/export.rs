@@ -1,7 +1,7 @@
 //! Declaring a plugin: [`PluginDef`] and [`RoleDef`] (plain data), and the `export_plugin!`
 //! macro that turns them into the plugin's single exported entry point.
 
-use crate::proto::{ClusterDecl, Manifest, RoleDecl};
+use crate::proto::{ClusterDecl, Manifest, RoleDecl, SharedSecret};
 use crate::role::{Role, HOOK_NAMES};
 
 /// One role of a plugin: its identity and how to make it. Made by `export_plugin!`, or with
@@ -23,6 +23,8 @@ pub struct ClusterDef {
     pub leader: String,
     pub worker: String,
     pub description: String,
+    /// The secret the cluster's nodes share, if they share one.
+    pub shared_secret: Option<SharedSecret>,
 }
 
 impl ClusterDef {
@@ -33,7 +35,20 @@ impl ClusterDef {
             leader: leader.into(),
             worker: worker.into(),
             description: description.into(),
+            shared_secret: None,
         }
+    }
+
+    #[doc(hidden)]
+    pub fn __with_secret(mut self, secret: Option<SharedSecret>) -> Self {
+        self.shared_secret = secret;
+        self
+    }
+
+    /// The same cluster type, whose nodes share `secret`.
+    pub fn with_shared_secret(mut self, secret: SharedSecret) -> Self {
+        self.shared_secret = Some(secret);
+        self
     }
 }
 
@@ -89,6 +104,7 @@ impl PluginDef {
                     leader: c.leader.clone(),
                     worker: c.worker.clone(),
                     description: c.description.clone(),
+                    shared_secret: c.shared_secret.clone(),
                 })
                 .collect(),
         }
@@ -97,7 +113,8 @@ impl PluginDef {
 
 /// Declares the plugin: its roles, each with a name, an optional parent, a description and a
 /// constructor; and, optionally, its cluster types, each with a name, a leader role, a worker
-/// role and a description. Use it once, at the root of a `cdylib` crate.
+/// role, optionally the secret its nodes share ([`SharedSecret`]), and a description. Use it
+/// once, at the root of a `cdylib` crate.
 ///
 /// ```ignore
 /// cgcloud_plugin_api::export_plugin! {
@@ -114,6 +131,7 @@ impl PluginDef {
 ///             name: "mongodb",
 ///             leader: "mongodb-box",
 ///             worker: "mongodb-box",
+///             shared_secret: SharedSecret::new("/etc/mongodb/keyfile", "mongodb", 0o400, 756),
 ///             description: "A MongoDB replica set",
 ///         },
 ///     ]
@@ -135,6 +153,7 @@ macro_rules! export_plugin {
         name: $cname:expr,
         leader: $leader:expr,
         worker: $worker:expr,
+        $( shared_secret: $secret:expr, )?
         description: $cdescription:expr $(,)?
     } ),* $(,)? ] )? $(,)?) => {
         #[doc(hidden)]
@@ -162,7 +181,7 @@ macro_rules! export_plugin {
                     $leader,
                     $worker,
                     $cdescription,
-                ) ),* )? ]))
+                ).__with_secret($crate::__secret!($($secret)?)) ),* )? ]))
             }
         }
 
@@ -192,6 +211,17 @@ macro_rules! export_plugin {
             env!("CARGO_PKG_VERSION"),
             ";end"
         );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __secret {
+    () => {
+        ::std::option::Option::None
+    };
+    ($e:expr) => {
+        ::std::option::Option::Some($e)
     };
 }
 

@@ -66,7 +66,8 @@ pub use error::{ErrorKind, Result, RoleError};
 pub use export::{BuildInfo, ClusterDef, PluginDef, RoleDef};
 pub use proto::{
     Arch, BaseImageQuery, BlockDevice, CloudConfig, CmdOutput, HostInfo, IamPolicy, Level,
-    OptionKind, RoleOption, RuleSource, SecurityGroupRule, Substitution, Virtualization,
+    OptionKind, RoleOption, RuleSource, SecurityGroupRule, SharedSecret, Substitution,
+    Virtualization,
 };
 pub use role::{Hooks, Role};
 
@@ -79,6 +80,6 @@ pub mod prelude {
     pub use crate::{
         Arch, BaseImageQuery, BlockDevice, CloudConfig, CmdOutput, Cx, HostInfo, IamPolicy, Level,
         OptionKind, Result, Role, RoleDef, RoleError, RoleOption, RuleSource, SecurityGroupRule,
-        Substitution, Virtualization,
+        SharedSecret, Substitution, Virtualization,
     };
 }

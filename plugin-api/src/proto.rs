@@ -68,6 +68,81 @@ pub struct ClusterDecl {
     /// Free text; its first line is what `list-roles` shows.
     #[serde(default)]
     pub description: String,
+    /// The secret every node of a cluster shares (added in 1.0 after the description).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_secret: Option<SharedSecret>,
+}
+
+/// A secret all nodes of a cluster share, such as a munge key: random bytes that cgcloud makes
+/// when it creates the cluster's leader and copies, over SSH with the box's verified host key,
+/// to a file on every node before the node's `on_instance_ready` hook runs. It is never in user
+/// data, tags or images: cgcloud keeps no copy, and reads it back from the leader to give it to
+/// the workers `grow-cluster` adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SharedSecret {
+    /// The file on every node, an absolute path.
+    pub path: String,
+    /// The account that owns the file (it must exist on the node image).
+    pub owner: String,
+    /// The file's mode, e.g. `0o400`.
+    pub mode: u32,
+    /// How many random bytes, 16 to 65536.
+    pub bytes: u32,
+}
+
+impl SharedSecret {
+    /// `bytes` random bytes in file `path`, owned by `owner` with `mode`.
+    pub fn new(path: &str, owner: &str, mode: u32, bytes: u32) -> Self {
+        Self {
+            path: path.into(),
+            owner: owner.into(),
+            mode,
+            bytes,
+        }
+    }
+
+    /// Why this secret cannot be used, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let path_ok = self.path.starts_with('/')
+            && self.path.len() > 1
+            && !self.path.ends_with('/')
+            && !self.path.split('/').any(|c| c == "." || c == "..")
+            && self
+                .path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c));
+        let owner_ok = !self.owner.is_empty()
+            && self.owner.len() <= 32
+            && !self.owner.starts_with('-')
+            && self
+                .owner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !path_ok {
+            Some(format!(
+                "shared secret path `{}` is not an absolute path of letters, digits and `/._-+@`",
+                self.path
+            ))
+        } else if !owner_ok {
+            Some(format!(
+                "shared secret owner `{}` is not an account name",
+                self.owner
+            ))
+        } else if self.mode > 0o777 {
+            Some(format!(
+                "shared secret mode {:o} is not a file mode",
+                self.mode
+            ))
+        } else if !(16..=65536).contains(&self.bytes) {
+            Some(format!(
+                "a shared secret of {} bytes: it takes 16 to 65536",
+                self.bytes
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 /// A role as declared in `export_plugin!`: identity only; everything else comes from hooks.
@@ -690,6 +765,54 @@ mod tests {
             "clusters":[{"name":"c","leader":"l","worker":"w","gpus":4}],"placement":"spread"}"#;
         let m: Manifest = serde_json::from_str(new).expect("decodes");
         assert_eq!(m.clusters[0].leader, "l");
+        assert_eq!(m.clusters[0].shared_secret, None);
+        // A cluster type whose nodes share a secret, and what a host makes of a bad one.
+        let with = r#"{"name":"c","leader":"l","worker":"w","shared_secret":
+            {"path":"/etc/munge/munge.key","owner":"munge","mode":256,"bytes":1024}}"#;
+        let c: ClusterDecl = serde_json::from_str(with).expect("decodes");
+        let secret = c.shared_secret.expect("a secret");
+        assert_eq!(
+            secret,
+            SharedSecret::new("/etc/munge/munge.key", "munge", 0o400, 1024)
+        );
+        assert_eq!(secret.problem(), None);
+        for (bad, why) in [
+            (
+                SharedSecret::new("etc/key", "munge", 0o400, 64),
+                "absolute path",
+            ),
+            (
+                SharedSecret::new("/etc/../key", "munge", 0o400, 64),
+                "absolute path",
+            ),
+            (
+                SharedSecret::new("/etc/k y", "munge", 0o400, 64),
+                "absolute path",
+            ),
+            (
+                SharedSecret::new("/etc/key", "-r", 0o400, 64),
+                "account name",
+            ),
+            (
+                SharedSecret::new("/etc/key", "a b", 0o400, 64),
+                "account name",
+            ),
+            (
+                SharedSecret::new("/etc/key", "munge", 0o4755, 64),
+                "file mode",
+            ),
+            (
+                SharedSecret::new("/etc/key", "munge", 0o400, 8),
+                "16 to 65536",
+            ),
+            (
+                SharedSecret::new("/etc/key", "munge", 0o400, 1 << 20),
+                "16 to 65536",
+            ),
+        ] {
+            let p = bad.problem().expect("refused");
+            assert!(p.contains(why), "{bad:?}: {p}");
+        }
     }
 
     #[test]

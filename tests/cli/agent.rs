@@ -46,7 +46,7 @@ fn key_logs_in(c: &Cloud, key: &std::path::Path) -> bool {
     run(cmd).status.success()
 }
 
-fn queue_names(c: &Cloud) -> Vec<String> {
+pub(crate) fn queue_names(c: &Cloud) -> Vec<String> {
     let body = c.cloud.moto().call_in(
         &c.cloud.account().id,
         cgcloud_localcloud::REGION,

@@ -86,7 +86,7 @@ impl Cloud {
             .collect()
     }
 
-    fn state_of(&self, id: &str) -> String {
+    pub(crate) fn state_of(&self, id: &str) -> String {
         self.instance_states()
             .into_iter()
             .find(|(i, _)| i == id)
@@ -101,7 +101,7 @@ impl Cloud {
         )
     }
 
-    fn known_hosts(&self) -> String {
+    pub(crate) fn known_hosts(&self) -> String {
         std::fs::read_to_string(self.home.path().join("data/known_hosts")).unwrap_or_default()
     }
 }
@@ -1155,4 +1155,93 @@ fn cluster_nodes_find_their_leader_at_every_boot_even_when_started_through_ec2()
     ]));
     check("after a stop and start through EC2");
     assert_success(&cg(&["terminate-cluster", "recorder-cluster", "-c", "c3"]));
+}
+
+#[test]
+fn cluster_spot_requests_and_ordinal_gaps_without_booting_the_nodes() {
+    // The node image (one box, seconds); then -Q: nothing waits for SSH, so no node boots:
+    // this is EC2's side of clusters.
+    let c = Cloud::start();
+    let cg = |args: &[&str]| c.run_with_plugin("hook-recorder", args);
+    assert_success(&cg(&[
+        "create",
+        "hook-recorder-box",
+        "-I",
+        "-T",
+        "--no-agent",
+    ]));
+    let o = cg(&[
+        "create-cluster",
+        "recorder-cluster",
+        "-Q",
+        "-s",
+        "3",
+        "-c",
+        "spot",
+        "--spot-bid",
+        "0.05",
+        "--leader-on-demand",
+    ]);
+    assert_success(&o);
+    let out = stdout(&o);
+    let id = |node: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{node} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("{node} in {out}"))
+            .to_string()
+    };
+    let (leader, w1, w2, w3) = (id("leader"), id("worker-1"), id("worker-2"), id("worker-3"));
+    let describe = |ids: &[&String]| {
+        let keys: Vec<String> = (1..=ids.len()).map(|k| format!("InstanceId.{k}")).collect();
+        let mut pairs = vec![("Action", "DescribeInstances")];
+        for (k, i) in keys.iter().zip(ids) {
+            pairs.push((k.as_str(), i.as_str()));
+        }
+        c.ec2(&pairs)
+    };
+    // The workers: one spot request (one RunInstances, one reservation), each a spot instance.
+    let body = describe(&[&w1, &w2, &w3]);
+    assert_eq!(xml_fields(&body, "reservationId").len(), 1, "{body}");
+    assert_eq!(
+        body.matches("<instanceLifecycle>spot</instanceLifecycle>")
+            .count(),
+        3,
+        "{body}"
+    );
+    // The leader on demand (-D).
+    let body = describe(&[&leader]);
+    assert!(!body.contains("<instanceLifecycle>spot"), "{body}");
+
+    // A worker gone: grow-cluster fills its ordinal first, then goes on after the last.
+    c.ec2(&[("Action", "TerminateInstances"), ("InstanceId.1", &w2)]);
+    let o = cg(&[
+        "grow-cluster",
+        "recorder-cluster",
+        "-c",
+        "spot",
+        "-Q",
+        "-s",
+        "2",
+    ]);
+    assert_success(&o);
+    let o = cg(&["list", "hook-recorder-box", "-c", "spot", "--json"]);
+    assert_success(&o);
+    let nodes: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut ordinals: Vec<i64> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["state"] != "terminated")
+        .map(|n| n["cluster_ordinal"].as_i64().unwrap())
+        .collect();
+    ordinals.sort();
+    assert_eq!(ordinals, [0, 1, 2, 3, 4], "{nodes}");
+    assert_success(&cg(&[
+        "terminate-cluster",
+        "recorder-cluster",
+        "-c",
+        "spot",
+        "-Q",
+    ]));
 }

@@ -13,4 +13,5 @@ mod plugins;
 mod preflight;
 mod register_key;
 mod security;
+mod slurm;
 mod team;

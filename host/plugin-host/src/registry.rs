@@ -8,7 +8,7 @@ use crate::lock::Lock;
 use crate::role::RoleHandle;
 use crate::sources::{Origin, PluginSources};
 use cgcloud_plugin_api::abi::{instantiate_local, instantiate_plugin, OwnedRole, PluginModRef};
-use cgcloud_plugin_api::PluginDef;
+use cgcloud_plugin_api::{PluginDef, SharedSecret};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -41,6 +41,7 @@ struct ClusterRec {
     leader: String,
     worker: String,
     description: String,
+    shared_secret: Option<SharedSecret>,
 }
 
 /// All roles cgcloud knows: built-ins plus those of the loaded plugins; and their cluster types.
@@ -64,6 +65,9 @@ pub struct ClusterSummary {
     pub leader: String,
     /// The workers' role, qualified.
     pub worker: String,
+    /// The secret its nodes share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_secret: Option<SharedSecret>,
 }
 
 /// A role as `list-roles` shows it.
@@ -114,6 +118,7 @@ impl Registry {
             leader: c.leader.clone(),
             worker: c.worker.clone(),
             description: c.description.clone(),
+            shared_secret: c.shared_secret.clone(),
         }));
         reg.roles.extend(def.roles.iter().map(|r| RoleRec {
             plugin: 0,
@@ -216,6 +221,7 @@ impl Registry {
             leader: c.leader.clone(),
             worker: c.worker.clone(),
             description: c.description.clone(),
+            shared_secret: c.shared_secret.clone(),
         }));
         self.plugins.push(PluginRec {
             name: m.name.clone(),
@@ -406,6 +412,7 @@ impl Registry {
                     plugin: self.plugins[c.plugin].name.clone(),
                     leader: self.qualified(leader),
                     worker: self.qualified(worker),
+                    shared_secret: c.shared_secret.clone(),
                 })
             })
             .collect()

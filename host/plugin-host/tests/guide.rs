@@ -59,6 +59,22 @@ fn plugins_md_code_is_the_example_plugin() {
 }
 
 #[test]
+fn plugins_md_cluster_type_is_the_slurm_plugins() {
+    let md = std::fs::read_to_string(root().join("PLUGINS.md")).expect("PLUGINS.md");
+    let shown: Vec<String> = code_blocks(&md)
+        .into_iter()
+        .filter(|(lang, body)| lang == "rust,ignore" && body.contains("clusters: ["))
+        .map(|(_, body)| body)
+        .collect();
+    let lib = std::fs::read_to_string(root().join("plugins/slurm/src/lib.rs")).expect("slurm");
+    let start = lib
+        .find("cgcloud_plugin_api::export_plugin! {")
+        .expect("the slurm plugin exports itself");
+    let end = start + lib[start..].find("\n}\n").expect("the macro ends") + 3;
+    assert_eq!(shown, [lib[start..end].to_string()]);
+}
+
+#[test]
 fn plugins_md_author_commands_work() {
     let root = root();
     let md = std::fs::read_to_string(root.join("PLUGINS.md")).expect("PLUGINS.md");

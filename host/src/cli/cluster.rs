@@ -7,13 +7,16 @@ use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use clap::Args;
 
 use super::args::{parse_image_ref, ClusterArgs, ContextArgs, CreationArgs, LoginArgs};
+use crate::config::timeouts;
 use crate::ctx::{Context, Globals};
 use crate::errors::Result;
 use crate::names::ImageRef;
-use crate::ops::cluster::{self, NodeRole, Nodes};
+use crate::ops::cluster::{self, ClusterSecret, NodeRole, Nodes};
 use crate::ops::plan::{ClusterPlacement, CreateOptions};
 use crate::ops::{access, create, instances, power};
 use crate::roles::Roles;
+use crate::ssh::remote::Remote;
+use cgcloud_plugin_host::ClusterSummary;
 
 /// Create a cluster: a leader, then its workers, from the node role's newest image
 #[derive(Args, Debug)]
@@ -175,6 +178,7 @@ pub struct RsyncClusterArgs {
 /// A cluster type's roles and the cluster bound from the command line.
 struct Bound {
     ctx: Context,
+    cluster: ClusterSummary,
     leader: NodeRole,
     worker: NodeRole,
     nodes: Nodes,
@@ -207,6 +211,7 @@ async fn bind(g: &Globals, context: &ContextArgs, args: &ClusterArgs) -> Result<
     }
     Ok(Bound {
         ctx,
+        cluster,
         leader,
         worker,
         nodes,
@@ -482,26 +487,18 @@ fn report_workers(
     ))
 }
 
-/// Worker options: the node image, the workers' type, `n` boxes at `ordinals` under `leader`.
+/// Worker options: the node image, the workers' type, one box per ordinal of `placement`.
 fn worker_options(
     base: &CreateOptions,
     boot_image: &ImageRef,
     quick: bool,
-    cluster_name: Option<String>,
-    leader: &str,
-    ordinals: Vec<u32>,
-    threads: usize,
+    placement: ClusterPlacement,
 ) -> CreateOptions {
     let mut opts = base.clone();
     opts.from_image = Some(boot_image.clone());
     opts.quick = quick;
-    opts.count = ordinals.len();
-    opts.cluster = Some(ClusterPlacement {
-        name: cluster_name,
-        leader: Some(leader.to_string()),
-        ordinals,
-        threads,
-    });
+    opts.count = placement.ordinals.len();
+    opts.cluster = Some(placement);
     opts
 }
 
@@ -521,6 +518,14 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
     }
     let roles = Roles::load(g)?;
     let cluster = roles.registry.cluster(&args.cluster_type)?;
+    let secret = match ClusterSecret::check(&cluster)? {
+        Some(_) if args.quick => crate::bail_user!(
+            "the nodes of a `{}` cluster need their shared secret, written once SSH answers; leave out -Q",
+            cluster.name
+        ),
+        Some(spec) => Some(ClusterSecret::generate(spec)?),
+        None => None,
+    };
     let ctx = Context::new(&args.context, g).await?;
     let ssh = access::ssh_settings(args.creation.ssh_key.clone())?;
     let base = super::create::creation_options(&args.creation, false, args.never_terminate)?;
@@ -539,6 +544,7 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
         leader: None,
         ordinals: vec![0],
         threads: 1,
+        secret: secret.clone(),
     });
     let Some((leader, _)) =
         create::create(&ctx, roles.handle(&cluster.leader)?, &leader_opts, &ssh).await?
@@ -571,15 +577,14 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
         ctx.shell.warn("the cluster has no workers (-s 0)");
         return Ok(0);
     }
-    let opts = worker_options(
-        &base,
-        &args.boot_image,
-        args.quick,
-        args.cluster_name.clone(),
-        &leader_id,
-        (1..=args.num_workers as u32).collect(),
-        args.num_threads,
-    );
+    let placement = ClusterPlacement {
+        name: args.cluster_name.clone(),
+        leader: Some(leader_id.clone()),
+        ordinals: (1..=args.num_workers as u32).collect(),
+        threads: args.num_threads,
+        secret,
+    };
+    let opts = worker_options(&base, &args.boot_image, args.quick, placement);
     let worker = Arc::new(roles.handle(&cluster.worker)?);
     let outcomes = create::create_nodes(&ctx, worker, &opts, &ssh)
         .await?
@@ -598,6 +603,23 @@ pub async fn grow_cluster(args: GrowClusterArgs, g: &Globals) -> Result<i32> {
     let b = bind(g, &args.context, &args.cluster).await?;
     let ssh = access::ssh_settings(args.creation.ssh_key.clone())?;
     let base = super::create::creation_options(&args.creation, false, false)?;
+    // The new workers get the secret the cluster's nodes share, read from the leader first.
+    let secret = match ClusterSecret::check(&b.cluster)? {
+        Some(_) if args.quick => crate::bail_user!(
+            "the nodes of a `{}` cluster need their shared secret, written once SSH answers; leave out -Q",
+            b.cluster.name
+        ),
+        Some(spec) => {
+            let leader = &b.nodes.leader;
+            let target =
+                access::target(&b.ctx, &ssh, leader, &b.leader.data.admin_account).await?;
+            let remote = Remote::connect(&ssh, &target, timeouts().ssh, &b.ctx.shell).await?;
+            let read = ClusterSecret::read(&remote, spec).await;
+            remote.close().await;
+            Some(read?)
+        }
+        None => None,
+    };
     let existing: Vec<u32> = b
         .nodes
         .workers
@@ -609,15 +631,14 @@ pub async fn grow_cluster(args: GrowClusterArgs, g: &Globals) -> Result<i32> {
     let ordinals = cluster::allocate_ordinals(&existing, args.num_workers);
     let leader_id = b.nodes.leader.instance_id().unwrap_or_default().to_string();
     let name = crate::aws::tag(b.nodes.leader.tags(), "cluster_name").map(str::to_string);
-    let opts = worker_options(
-        &base,
-        &args.boot_image,
-        args.quick,
+    let placement = ClusterPlacement {
         name,
-        &leader_id,
+        leader: Some(leader_id),
         ordinals,
-        args.cluster.num_threads,
-    );
+        threads: args.cluster.num_threads,
+        secret,
+    };
+    let opts = worker_options(&base, &args.boot_image, args.quick, placement);
     // The worker role `bind` loaded: the plugins are not loaded twice.
     let outcomes = create::create_nodes(&b.ctx, b.worker.handle.clone(), &opts, &ssh)
         .await?

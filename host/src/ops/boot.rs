@@ -1,7 +1,8 @@
 //! One boot of a box, the same in every command that boots one (`create`, `recreate`, `start`,
 //! `reboot`, the reboot after `create --upgrade`, the restart after `create --image`): once EC2
 //! says the instance runs, the role's `on_instance_running`; then SSH with the pinned host key
-//! and cloud-init; then `on_instance_ready`. `first_boot` is true only on an instance's first
+//! and cloud-init; then (for a new cluster node) the cluster's shared secret; then
+//! `on_instance_ready`. `first_boot` is true only on an instance's first
 //! boot, which only `create` and `recreate` see.
 
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ pub struct Boot<'a> {
     /// Whether to replace the box's host key after the first connection verified it (after the
     /// first boot, the key from the user data; after an image, the key the image holds).
     pub rotate_host_key: bool,
+    /// A cluster's shared secret, written to the box before `on_instance_ready`.
+    pub secret: Option<&'a super::cluster::ClusterSecret>,
 }
 
 impl Boot<'_> {
@@ -93,6 +96,14 @@ impl Boot<'_> {
         let (remote, t) = launch::wait_ready(ctx, self.ssh, &target, phases, t).await?;
         if self.rotate_host_key {
             if let Err(e) = super::hostkeys::rotate(ctx, self.ssh, &remote, self.id).await {
+                remote.close().await;
+                return Err(e);
+            }
+        }
+        if let Some(secret) = self.secret {
+            ctx.shell
+                .status(self.id, "writing the cluster's shared secret");
+            if let Err(e) = secret.push(&remote).await {
                 remote.close().await;
                 return Err(e);
             }

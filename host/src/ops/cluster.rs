@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use aws_sdk_ec2::types::Instance;
+use cgcloud_plugin_api::SharedSecret;
 use cgcloud_plugin_host::{ClusterSummary, RoleData, RoleHandle};
 
 use super::instances;
@@ -15,6 +16,7 @@ use crate::aws::{self, tag};
 use crate::bail_user;
 use crate::ctx::Context;
 use crate::errors::Result;
+use crate::ssh::remote::{quote, Remote};
 
 /// The tag naming a node's leader (the leader's own ID on the leader); nodes read it at boot.
 pub use cgcloud_agent::discover::LEADER_TAG;
@@ -164,6 +166,113 @@ pub fn failure(what: &str, failed: &[(String, String)]) -> anyhow::Error {
         failed.len(),
         list.join("; ")
     )
+}
+
+/// The secret a cluster's nodes share (a munge key, say): made when the leader is created,
+/// written to each node over SSH with its verified host key before the node's
+/// `on_instance_ready`, and read back from the leader when workers are added. cgcloud keeps no
+/// copy; it is never in user data, tags or images.
+#[derive(Clone)]
+pub struct ClusterSecret {
+    pub spec: SharedSecret,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClusterSecret({}, {} bytes)",
+            self.spec.path,
+            self.bytes.len()
+        )
+    }
+}
+
+impl ClusterSecret {
+    /// Checks what the cluster type `cluster` declares, before anything is launched.
+    pub fn check(cluster: &ClusterSummary) -> Result<Option<&SharedSecret>> {
+        match &cluster.shared_secret {
+            Some(s) => match s.problem() {
+                Some(p) => bail_user!(
+                    "cluster type `{}` of plugin `{}` declares an unusable {p}; tell its authors",
+                    cluster.name,
+                    cluster.plugin
+                ),
+                None => Ok(Some(s)),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// A new secret of `spec.bytes` random bytes.
+    pub fn generate(spec: &SharedSecret) -> Result<Self> {
+        use std::io::Read;
+        let mut bytes = vec![0; spec.bytes as usize];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|e| {
+                crate::user_error!("failed to read random bytes from /dev/urandom: {e}")
+            })?;
+        Ok(Self {
+            spec: spec.clone(),
+            bytes,
+        })
+    }
+
+    /// The secret as the leader (reached through `remote`) has it.
+    pub async fn read(remote: &Remote, spec: &SharedSecret) -> Result<Self> {
+        use base64::Engine;
+        let out = remote
+            .run_as_root(
+                &format!("base64 -w0 < {}", quote(&spec.path)),
+                None,
+                &format!("reading the cluster's shared secret `{}`", spec.path),
+            )
+            .await?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(out.stdout.trim())
+            .map_err(|e| {
+                crate::user_error!(
+                    "the leader's shared secret `{}` did not come back readable: {e}",
+                    spec.path
+                )
+            })?;
+        if bytes.len() < 16 {
+            bail_user!(
+                "the leader's shared secret `{}` holds {} bytes, too few to be the cluster's",
+                spec.path,
+                bytes.len()
+            );
+        }
+        Ok(Self {
+            spec: spec.clone(),
+            bytes,
+        })
+    }
+
+    /// Writes the secret to its file on the box behind `remote`, atomically, with its owner and
+    /// mode.
+    pub async fn push(&self, remote: &Remote) -> Result<()> {
+        use base64::Engine;
+        let path = quote(&self.spec.path);
+        let tmp = quote(&format!("{}.cgcloud-new", self.spec.path));
+        let script = format!(
+            "set -e; umask 077; mkdir -p \"$(dirname {path})\"; base64 -d > {tmp}; \
+             chown {owner} {tmp}; chmod {mode:o} {tmp}; mv -f {tmp} {path}",
+            owner = quote(&self.spec.owner),
+            mode = self.spec.mode,
+        );
+        let data = base64::engine::general_purpose::STANDARD.encode(&self.bytes);
+        remote
+            .run_as_root(
+                &script,
+                Some(data.as_bytes()),
+                &format!("writing the cluster's shared secret `{}`", self.spec.path),
+            )
+            .await
+            .map(|_| ())
+    }
 }
 
 #[cfg(test)]

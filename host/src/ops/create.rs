@@ -458,6 +458,7 @@ async fn provision(
         first_boot: true,
         // The host key from user data has served its one purpose: verifying this first connection.
         rotate_host_key: true,
+        secret: opts.cluster.as_ref().and_then(|c| c.secret.as_ref()),
     };
     boot.running(ctx).await?;
     if opts.quick {
@@ -495,6 +496,7 @@ async fn provision(
             let again = Boot {
                 first_boot: false,
                 rotate_host_key: false,
+                secret: None,
                 ..boot
             };
             let (r, t2) = again.booted(ctx, a.clone(), phases, t).await?;

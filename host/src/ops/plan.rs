@@ -66,6 +66,9 @@ pub struct ClusterPlacement {
     pub ordinals: Vec<u32>,
     /// How many boxes are set up at once.
     pub threads: usize,
+    /// The secret the cluster's nodes share, written to each new node before its
+    /// `on_instance_ready`.
+    pub secret: Option<super::cluster::ClusterSecret>,
 }
 
 /// Parses and checks `-O NAME=VALUE` against the role's declared options; adds defaults.

@@ -70,6 +70,7 @@ pub async fn start(
         admin: &data.admin_account,
         first_boot: false,
         rotate_host_key: false,
+        secret: None,
     };
     let mut phases = launch::Phases::default();
     let (remote, _) = boot

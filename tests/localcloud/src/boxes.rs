@@ -165,6 +165,15 @@ pub fn hub_up(l: &Layout) -> Result<()> {
         "dev",
         "cgbr0",
     ]))?;
+    run(Command::new("ip").args([
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{}/32", crate::dns::DNS_IP),
+        "dev",
+        "cgbr0",
+    ]))?;
     run(Command::new("ip").args(["-n", &ns, "link", "set", "cgbr0", "up"]))?;
     Ok(())
 }
@@ -286,6 +295,15 @@ fn boot_inner(
         "dev",
         "eth0",
     ]))?;
+    run(Command::new("ip").args([
+        "-n",
+        &ns,
+        "route",
+        "add",
+        &format!("{}/32", crate::dns::DNS_IP),
+        "dev",
+        "eth0",
+    ]))?;
     if let Some(ip) = &spec.private_ip {
         crate::vpc::box_address(&ns, ip)?;
     }
@@ -305,7 +323,8 @@ fn boot_inner(
     let script = format!(
         "for c in {cgs}; do mkdir -p $c && echo $$ > $c/cgroup.procs || exit 1; done; \
          mount -t tmpfs tmpfs /run/systemd && exec systemd-nspawn -b -q --register=no --keep-unit \
-         --console=read-only -D {merged} -M {name} --network-namespace-path=/run/netns/{ns}",
+         --console=read-only --resolv-conf=off -D {merged} -M {name} \
+         --network-namespace-path=/run/netns/{ns}",
         cgs = cgs.join(" "),
         merged = merged.display(),
         name = spec.name,

@@ -66,6 +66,11 @@ enum Cmd {
         #[arg(long)]
         peer: bool,
     },
+    #[command(name = "_dns", hide = true)]
+    Dns {
+        #[arg(long)]
+        bind: SocketAddr,
+    },
     #[command(name = "_connect", hide = true)]
     Connect { addr: SocketAddr },
     #[command(name = "_probe", hide = true)]
@@ -133,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Sync { cloud } => ok_line(&cleanup::request(&cloud, "sync", Duration::from_secs(60))?),
         Cmd::Proxy { cloud, host, port } => proxy(&cloud, &host, port),
         Cmd::Listen { bind, unix, peer } => pipe::listen(bind, &unix, peer),
+        Cmd::Dns { bind } => crate::dns::serve(bind),
         Cmd::Connect { addr } => pipe::connect_stdio(addr),
         Cmd::Probe { addr, timeout_ms } => {
             if pipe::probe_ssh(addr, Duration::from_millis(timeout_ms)) {

@@ -5,7 +5,7 @@
 //!   lazily and names its address), `sync`, `status` and `shutdown`.
 //! - A watcher polls moto's `/moto-api/data.json`: CreateImage snapshots a box's disk, stop powers
 //!   a box off keeping its disk (a stop+start between two polls is seen as a new public IP),
-//!   terminate destroys box and disk.
+//!   start powers it on again, terminate destroys box and disk.
 //! - Relays carry the boxes' apt to the host's Debian mirror, their metadata requests to
 //!   [`crate::imds`], and `http://10.250.0.1:4566` to moto (the emulated AWS, for software in
 //!   boxes that uses instance-profile credentials). Nothing else crosses out of the hub.
@@ -83,6 +83,8 @@ pub struct Cloud {
     state: Mutex<State>,
     helpers: Mutex<Vec<Child>>,
     kill_on_exit: Vec<u32>,
+    /// Instances whose box is being powered on again after a start (`power_on_started`).
+    powering: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Runs a cloud until `shutdown`, parent exit (if asked) or a fatal error; tears it down.
@@ -109,6 +111,7 @@ pub fn up(cfg: Config) -> Result<()> {
         state: Mutex::new(State::default()),
         helpers: Mutex::new(Vec::new()),
         kill_on_exit: cfg.kill_on_exit.clone(),
+        powering: Mutex::new(Default::default()),
     });
     if let Err(e) = cloud.start(cfg.exit_with_parent) {
         cloud.teardown();
@@ -146,6 +149,7 @@ impl Cloud {
             false,
         )?;
         self.spawn_hub_listener(&format!("{}:80", boxes::IMDS_IP), &l.imds_sock(), true)?;
+        self.spawn_in_hub(&["_dns", "--bind", &format!("{}:53", crate::dns::DNS_IP)])?;
         let ssh_config = format!(
             "# Written by cgcloud-localcloud for cloud `{cid}`: every host goes through the local\n\
              # cloud, which connects to the box that plays the instance and refuses any other address.\n\
@@ -187,6 +191,7 @@ impl Cloud {
             if let Err(e) = me.sync() {
                 eprintln!("localcloud {}: watcher: {e:#}", me.layout.cid);
             }
+            me.power_on_started();
         });
         // The line a launcher waits for.
         println!("READY {} {}", l.cid, l.dir.join("ssh_config").display());
@@ -199,15 +204,21 @@ impl Cloud {
     }
 
     fn spawn_hub_listener(&self, bind: &str, sock: &std::path::Path, peer: bool) -> Result<()> {
+        let sock = sock.display().to_string();
+        let mut args = vec!["_listen", "--bind", bind, "--unix", &sock];
+        if peer {
+            args.push("--peer");
+        }
+        self.spawn_in_hub(&args)
+    }
+
+    /// Runs this program with `args` in the hub's network namespace, until the cloud ends.
+    fn spawn_in_hub(&self, args: &[&str]) -> Result<()> {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.layout.hub_ns()))
             .arg(&self.exe)
-            .args(["_listen", "--bind", bind, "--unix"])
-            .arg(sock)
+            .args(args)
             .stdin(Stdio::null());
-        if peer {
-            cmd.arg("--peer");
-        }
         let child = cmd
             .spawn()
             .with_context(|| format!("failed to run `{}`", util::show(&cmd)))?;
@@ -272,6 +283,51 @@ impl Cloud {
         let mut st = self.lock();
         self.reconcile(&mut st, &snap)?;
         self.refresh_vpc(&mut st)
+    }
+
+    /// Powers on, each in a thread of its own, the boxes of instances that were stopped and are
+    /// running again: an instance started through the EC2 API boots by itself, as on EC2 (a box
+    /// that fails to boot is tried again). A box's first boot waits for the first connection.
+    fn power_on_started(self: &Arc<Self>) {
+        let started: Vec<String> = {
+            let st = self.lock();
+            st.boxes
+                .iter()
+                .filter(|(iid, rec)| {
+                    rec.running.is_none()
+                        && st
+                            .instances
+                            .iter()
+                            .any(|i| &i.id == *iid && i.state == "running")
+                })
+                .map(|(iid, _)| iid.clone())
+                .collect()
+        };
+        for iid in started {
+            let fresh = self
+                .powering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(iid.clone());
+            if !fresh {
+                continue;
+            }
+            let me = self.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = me.connect(&iid) {
+                    // Tried again after a pause (other boxes may hold the boot slots).
+                    eprintln!(
+                        "localcloud {}: {iid} was started but its box did not boot ({e:#}); trying again",
+                        me.layout.cid
+                    );
+                    std::thread::sleep(Duration::from_secs(10));
+                }
+                me.powering
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&iid);
+            });
+        }
     }
 
     /// Rebuilds the hub's security-group ruleset from the running boxes and moto's rules, when
@@ -582,6 +638,11 @@ impl Cloud {
                 ),
                 (format!("{seed}/user-data"), 0o600, user_data),
                 (format!("{seed}/vendor-data"), 0o600, Vec::new()),
+                (
+                    "/etc/resolv.conf".into(),
+                    0o644,
+                    crate::dns::resolv_conf().into_bytes(),
+                ),
                 (
                     "/etc/apt/sources.list.d/debian.sources".into(),
                     0o644,

@@ -7,6 +7,7 @@
 //! | `boxes` | one box: overlay, netns on the hub bridge, cgroup, nspawn | [`boxes::Layout`] |
 //! | `daemon` | one cloud: hub, relays, lazy boot, lifecycle watcher | [`daemon::up`] |
 //! | `imds` | the metadata stand-in at 169.254.169.254 | – |
+//! | `dns` | the VPC's resolver at 169.254.169.253: instances' private names | – |
 //! | `cleanup` | finding and removing everything a cloud left | [`cleanup::down`] |
 //! | `moto` | moto's state over plain HTTP | [`moto::MotoApi`] |
 //! | `pipe` | byte pipes across network namespaces | – |
@@ -19,6 +20,7 @@ pub mod boxes;
 pub mod cleanup;
 pub mod cli;
 pub mod daemon;
+mod dns;
 mod fixture;
 pub mod host;
 mod imds;
