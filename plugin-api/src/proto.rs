@@ -75,7 +75,9 @@ pub struct ClusterDecl {
 
 /// A secret all nodes of a cluster share, such as a munge key: random bytes that cgcloud makes
 /// when it creates the cluster's leader and copies, over SSH with the box's verified host key,
-/// to a file on every node before the node's `on_instance_ready` hook runs. It is never in user
+/// to a file on every node before the node's `on_instance_ready` hook runs. The file is written
+/// (atomically) and read as its owner, in a folder that must exist on the node image and be
+/// writable by the owner (`/etc/munge` for the munge account). It is never in user
 /// data, tags or images: cgcloud keeps no copy, and reads it back from the leader to give it to
 /// the workers `grow-cluster` adds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

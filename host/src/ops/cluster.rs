@@ -220,18 +220,48 @@ impl ClusterSecret {
         })
     }
 
+    /// Runs `script` on the box behind `remote` as the secret's owner, with `input`. The owner
+    /// (not root) reads and writes the file: its folder belongs to that account, which could
+    /// otherwise lead root's writes or reads elsewhere through a link it plants.
+    async fn as_owner(
+        &self,
+        remote: &Remote,
+        script: &str,
+        input: Option<&[u8]>,
+        what: &str,
+    ) -> Result<String> {
+        let command = format!(
+            "sudo -n -u {} sh -c {}",
+            quote(&self.spec.owner),
+            quote(script)
+        );
+        let out = remote.run_with_stdin(&command, input).await?;
+        if out.status != 0 {
+            bail_user!(
+                "{}",
+                crate::ssh::remote::failure(&remote.target.instance_id, what, &out)
+            );
+        }
+        Ok(out.stdout)
+    }
+
     /// The secret as the leader (reached through `remote`) has it.
     pub async fn read(remote: &Remote, spec: &SharedSecret) -> Result<Self> {
         use base64::Engine;
-        let out = remote
-            .run_as_root(
+        let reader = Self {
+            spec: spec.clone(),
+            bytes: Vec::new(),
+        };
+        let stdout = reader
+            .as_owner(
+                remote,
                 &format!("base64 -w0 < {}", quote(&spec.path)),
                 None,
                 &format!("reading the cluster's shared secret `{}`", spec.path),
             )
             .await?;
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(out.stdout.trim())
+            .decode(stdout.trim())
             .map_err(|e| {
                 crate::user_error!(
                     "the leader's shared secret `{}` did not come back readable: {e}",
@@ -251,27 +281,26 @@ impl ClusterSecret {
         })
     }
 
-    /// Writes the secret to its file on the box behind `remote`, atomically, with its owner and
-    /// mode.
+    /// Writes the secret to its file on the box behind `remote`, atomically, as its owner and
+    /// with its mode; the file's folder must exist and be writable by the owner.
     pub async fn push(&self, remote: &Remote) -> Result<()> {
         use base64::Engine;
         let path = quote(&self.spec.path);
-        let tmp = quote(&format!("{}.cgcloud-new", self.spec.path));
         let script = format!(
-            "set -e; umask 077; mkdir -p \"$(dirname {path})\"; base64 -d > {tmp}; \
-             chown {owner} {tmp}; chmod {mode:o} {tmp}; mv -f {tmp} {path}",
-            owner = quote(&self.spec.owner),
+            "set -e; umask 077; t=$(mktemp \"$(dirname {path})/.cgcloud-secret.XXXXXXXX\"); \
+             trap 'rm -f -- \"$t\"' EXIT; base64 -d > \"$t\"; chmod {mode:o} -- \"$t\"; \
+             mv -f -- \"$t\" {path}; trap - EXIT",
             mode = self.spec.mode,
         );
         let data = base64::engine::general_purpose::STANDARD.encode(&self.bytes);
-        remote
-            .run_as_root(
-                &script,
-                Some(data.as_bytes()),
-                &format!("writing the cluster's shared secret `{}`", self.spec.path),
-            )
-            .await
-            .map(|_| ())
+        self.as_owner(
+            remote,
+            &script,
+            Some(data.as_bytes()),
+            &format!("writing the cluster's shared secret `{}`", self.spec.path),
+        )
+        .await
+        .map(|_| ())
     }
 }
 

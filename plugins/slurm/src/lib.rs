@@ -126,7 +126,7 @@ fn wait_joined(cx: &Cx, leader: bool) -> Result<()> {
            now=$(date +%s); \
            if [ \"$now\" -ge \"$end\" ]; then exit 1; fi; \
            if [ \"$now\" -ge \"$again\" ]; then \
-             systemctl restart cgcloud-slurm.service; again=$((now + {REGISTER_SECONDS})); \
+             systemctl restart --no-block cgcloud-slurm.service; again=$((now + {REGISTER_SECONDS})); \
            fi; \
            sleep 1; \
          done"
