@@ -518,11 +518,7 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
     }
     let roles = Roles::load(g)?;
     let cluster = roles.registry.cluster(&args.cluster_type)?;
-    let secret = match ClusterSecret::check(&cluster)? {
-        Some(_) if args.quick => crate::bail_user!(
-            "the nodes of a `{}` cluster need their shared secret, written once SSH answers; leave out -Q",
-            cluster.name
-        ),
+    let secret = match ClusterSecret::check(&cluster, args.quick)? {
         Some(spec) => Some(ClusterSecret::generate(spec)?),
         None => None,
     };
@@ -604,15 +600,10 @@ pub async fn grow_cluster(args: GrowClusterArgs, g: &Globals) -> Result<i32> {
     let ssh = access::ssh_settings(args.creation.ssh_key.clone())?;
     let base = super::create::creation_options(&args.creation, false, false)?;
     // The new workers get the secret the cluster's nodes share, read from the leader first.
-    let secret = match ClusterSecret::check(&b.cluster)? {
-        Some(_) if args.quick => crate::bail_user!(
-            "the nodes of a `{}` cluster need their shared secret, written once SSH answers; leave out -Q",
-            b.cluster.name
-        ),
+    let secret = match ClusterSecret::check(&b.cluster, args.quick)? {
         Some(spec) => {
             let leader = &b.nodes.leader;
-            let target =
-                access::target(&b.ctx, &ssh, leader, &b.leader.data.admin_account).await?;
+            let target = access::target(&b.ctx, &ssh, leader, &b.leader.data.admin_account).await?;
             let remote = Remote::connect(&ssh, &target, timeouts().ssh, &b.ctx.shell).await?;
             let read = ClusterSecret::read(&remote, spec).await;
             remote.close().await;

@@ -190,14 +190,19 @@ impl std::fmt::Debug for ClusterSecret {
 }
 
 impl ClusterSecret {
-    /// Checks what the cluster type `cluster` declares, before anything is launched.
-    pub fn check(cluster: &ClusterSummary) -> Result<Option<&SharedSecret>> {
+    /// Checks what the cluster type `cluster` declares, before anything is launched: a usable
+    /// secret, and SSH to write it (not `-Q`, `quick`).
+    pub fn check(cluster: &ClusterSummary, quick: bool) -> Result<Option<&SharedSecret>> {
         match &cluster.shared_secret {
             Some(s) => match s.problem() {
                 Some(p) => bail_user!(
                     "cluster type `{}` of plugin `{}` declares an unusable {p}; tell its authors",
                     cluster.name,
                     cluster.plugin
+                ),
+                None if quick => bail_user!(
+                    "the nodes of a `{}` cluster need their shared secret, written once SSH answers; leave out -Q",
+                    cluster.name
                 ),
                 None => Ok(Some(s)),
             },
