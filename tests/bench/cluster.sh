@@ -82,31 +82,37 @@ cg register-key "$CGCLOUD_SSH_KEY.pub" >"$WORK/register.log" 2>&1 || die "regist
 say "the node image: create $ROLE -I -T"
 cg create "$ROLE" -I -T >"$WORK/image.log" 2>&1 || die "making the node image failed: $(tail -15 "$WORK/image.log")"
 
-# timed N NAME: creates cluster NAME of 1 + N nodes; prints the seconds it took.
+# The machine's busy CPU time so far, in hundredths of a second (every core, every process:
+# the boxes, moto, the local cloud and cgcloud).
+busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+CORES=$(nproc)
+
+# timed N NAME: creates cluster NAME of 1 + N nodes; prints the seconds it took and the CPU
+# seconds the machine spent meanwhile.
 timed() {
-  local start end
-  start=$(date +%s.%N)
+  local start end b0 b1
+  b0=$(busy) start=$(date +%s.%N)
   cg create-cluster "$TYPE" -s "$1" -c "$2" >"$WORK/$2.out" 2>"$WORK/$2.log" \
     || die "create-cluster -s $1 failed: $(tail -15 "$WORK/$2.log")"
-  end=$(date +%s.%N)
-  python3 -c "print(f'{$end - $start:.1f}')"
+  end=$(date +%s.%N) b1=$(busy)
+  python3 -c "print(f'{$end - $start:.1f} {($b1 - $b0) / 100:.1f}')"
 }
 
 median() { python3 -c 'import statistics, sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "$@"; }
 
 say "create-cluster: 1 worker against $WORKERS workers, $ROUNDS rounds, alternating"
-ones=() manys=()
+ones=() manys=() cpus1=() cpusn=()
 for r in $(seq 1 "$ROUNDS"); do
-  one=$(timed 1 "one-$r")
+  read -r one cpu1 <<<"$(timed 1 "one-$r")"
   cg terminate-cluster "$TYPE" -c "one-$r" >/dev/null 2>&1 || die "terminate-cluster failed"
-  many=$(timed "$WORKERS" "many-$r")
+  read -r many cpun <<<"$(timed "$WORKERS" "many-$r")"
   if [ "$r" -lt "$ROUNDS" ]; then
     cg terminate-cluster "$TYPE" -c "many-$r" >/dev/null 2>&1 || die "terminate-cluster failed"
   fi
-  ones+=("$one") manys+=("$many")
-  echo "   round $r: 1 worker ${one} s, $WORKERS workers ${many} s, ratio $(python3 -c "print(f'{$many / $one:.2f}')")"
+  ones+=("$one") manys+=("$many") cpus1+=("$cpu1") cpusn+=("$cpun")
+  echo "   round $r: 1 worker ${one} s (${cpu1} CPU s), $WORKERS workers ${many} s (${cpun} CPU s), ratio $(python3 -c "print(f'{$many / $one:.2f}')")"
 done
-M1=$(median "${ones[@]}") MN=$(median "${manys[@]}")
+M1=$(median "${ones[@]}") MN=$(median "${manys[@]}") C1=$(median "${cpus1[@]}") CN=$(median "${cpusn[@]}")
 
 say "ssh-cluster -P hostname on $((WORKERS + 1)) nodes against one ssh, $SSH_TRIALS trials, alternating"
 LEADER=$(awk '$1 == "leader" {print $2}' "$WORK/many-$ROUNDS.out")
@@ -130,10 +136,17 @@ S1=$(median "${singles[@]}") SN=$(median "${clusters[@]}")
 cg terminate-cluster "$TYPE" -c "many-$ROUNDS" >/dev/null 2>&1 || die "terminate-cluster failed"
 
 say "results (medians)"
-python3 - "$M1" "$MN" "$S1" "$SN" "$WORKERS" <<'EOF'
+python3 - "$M1" "$MN" "$S1" "$SN" "$WORKERS" "$C1" "$CN" "$CORES" <<'EOF'
 import sys
 m1, mn, s1, sn = map(float, sys.argv[1:5])
 w = int(sys.argv[5])
+c1, cn, cores = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
 print(f"create-cluster: 1 worker {m1:.1f} s, {w} workers {mn:.1f} s: ratio {mn / m1:.2f} (goal <= 1.5)")
+# On one machine every box boots on the same cores: the wall time cannot be below the CPU
+# time spent divided by the cores. How close each run comes to that floor shows whether the
+# rest is waiting that cgcloud or the local cloud could remove.
+print(f"  CPU: {c1:.1f} s and {cn:.1f} s on {cores} cores; the {w}-worker run is "
+      f"{cn / cores / mn * 100:.0f} % CPU-bound (its floor {cn / cores:.1f} s), the 1-worker run "
+      f"{c1 / cores / m1 * 100:.0f} %; the ratio of CPU time is {cn / c1:.2f}")
 print(f"ssh-cluster -P on {w + 1} nodes {sn:.2f} s, one ssh {s1:.2f} s: ratio {sn / s1:.2f} (goal <= 2)")
 EOF

@@ -268,6 +268,11 @@ fn boot_inner(
     let hub = l.hub_ns();
     let ns = l.box_ns(n);
     let veth = format!("vb{n}");
+    // A veth left by a box that went down a moment ago (the kernel frees a deleted namespace,
+    // and the veth in it, asynchronously) would make the new one fail with "File exists".
+    if link_exists(&hub, &veth) {
+        run_quiet(Command::new("ip").args(["-n", &hub, "link", "del", &veth]));
+    }
     run(Command::new("ip").args(["netns", "add", &ns]))?;
     run(Command::new("ip")
         .args([
@@ -401,11 +406,26 @@ pub fn kill_box(l: &Layout, n: u32, child: Option<&mut Child>) {
             run_quiet(Command::new("umount").arg("-l").arg(&merged));
         }
     }
+    // The hub's end of the veth first: deleting it takes the box's end at once, where deleting
+    // the namespace alone leaves both to the kernel's asynchronous clean-up.
+    run_quiet(Command::new("ip").args(["-n", &l.hub_ns(), "link", "del", &format!("vb{n}")]));
     run_quiet(Command::new("ip").args(["netns", "del", &l.box_ns(n)]));
     for c in &cgs {
         remove_cgroup(c);
     }
     let _ = std::fs::remove_dir_all(l.box_dir(n));
+}
+
+/// Whether network namespace `ns` has a link named `name`.
+fn link_exists(ns: &str, name: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", ns, "link", "show", "dev", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// Every process in cgroup `dir` and below.

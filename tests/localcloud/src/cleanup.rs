@@ -5,7 +5,7 @@
 use crate::boxes::{self, cgroup_roots, state_root, Layout};
 use crate::util::{self, run_quiet};
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
@@ -188,6 +188,9 @@ fn release_netns_mount() {
 }
 
 /// Sends one control request to cloud `cid`'s daemon and returns its answer.
+/// The most a control answer may take.
+const ANSWER_LIMIT: u64 = 1 << 20;
+
 pub fn request(cid: &str, line: &str, timeout: Duration) -> Result<String> {
     let l = Layout::new(cid);
     let sock = l.control_sock();
@@ -201,10 +204,17 @@ pub fn request(cid: &str, line: &str, timeout: Duration) -> Result<String> {
         .context("failed to set a socket timeout")?;
     s.write_all(format!("{line}\n").as_bytes())
         .context("failed to write to the local cloud")?;
+    // The whole answer, up to the daemon closing the connection: an error may carry a box's
+    // console over several lines.
     let mut out = String::new();
-    BufReader::new(s).read_line(&mut out).with_context(|| {
-        format!("local cloud `{cid}` did not answer `{line}` within {timeout:?}")
-    })?;
+    s.take(ANSWER_LIMIT)
+        .read_to_string(&mut out)
+        .with_context(|| {
+            format!("local cloud `{cid}` did not answer `{line}` within {timeout:?}")
+        })?;
+    if out.is_empty() {
+        bail!("local cloud `{cid}` closed the connection without answering `{line}`");
+    }
     Ok(out.trim_end().to_string())
 }
 

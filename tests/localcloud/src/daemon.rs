@@ -27,6 +27,12 @@ use std::time::{Duration, Instant};
 pub const DEBIAN_OWNER: &str = "136693071363";
 /// How often the watcher reads moto's state.
 const POLL: Duration = Duration::from_millis(300);
+/// How often moto is read while nothing moves (no box booting, no instance between states, no
+/// connection lately): a snapshot is moto's whole state and costs it a fifth of a second of CPU.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// How long after a connection or a change the cloud counts as busy.
+const BUSY_FOR: Duration = Duration::from_secs(10);
+
 /// How many boxes may boot at once on this machine, across all clouds (2 cores).
 const BOOT_SLOTS: usize = 2;
 /// How long a boot may wait for a free slot.
@@ -53,6 +59,8 @@ struct BoxRec {
     /// The public IP moto gave the instance when the box booted.
     public_ip: Option<String>,
     boot_ms: u128,
+    /// A `connect` boots the box now, without the state lock; the box is left alone until then.
+    booting: bool,
 }
 
 /// An image made by CreateImage: the source disk's layers over its base.
@@ -71,6 +79,27 @@ struct State {
     groups: HashMap<String, Vec<String>>,
     /// The security-group ruleset the hub has now.
     firewall: String,
+    /// The number of the newest moto snapshot reconciled (snapshots are numbered when taken).
+    applied: u64,
+    /// The images of that snapshot.
+    known_images: Vec<Image>,
+    /// When that snapshot was taken.
+    synced: Option<Instant>,
+    /// The last connection, boot, or change seen in moto: the watcher polls fast until
+    /// [`BUSY_FOR`] after it.
+    active: Option<Instant>,
+}
+
+impl State {
+    /// Whether something moves: the watcher then polls every [`POLL`], else every [`IDLE_POLL`].
+    fn busy(&self) -> bool {
+        self.active.is_some_and(|t| t.elapsed() < BUSY_FOR)
+            || self.boxes.values().any(|b| b.booting)
+            || self
+                .instances
+                .iter()
+                .any(|i| matches!(i.state.as_str(), "pending" | "stopping" | "shutting-down"))
+    }
 }
 
 /// A running cloud.
@@ -85,6 +114,11 @@ pub struct Cloud {
     kill_on_exit: Vec<u32>,
     /// Instances whose box is being powered on again after a start (`power_on_started`).
     powering: Mutex<std::collections::HashSet<String>>,
+    /// How many moto snapshots were started: the next one gets this number plus one.
+    snapshots: std::sync::atomic::AtomicU64,
+    /// Held while a snapshot is taken for `fresh_state`: callers that arrive meanwhile share
+    /// the next one instead of each taking their own.
+    snapshotting: Mutex<()>,
 }
 
 /// Runs a cloud until `shutdown`, parent exit (if asked) or a fatal error; tears it down.
@@ -112,6 +146,8 @@ pub fn up(cfg: Config) -> Result<()> {
         helpers: Mutex::new(Vec::new()),
         kill_on_exit: cfg.kill_on_exit.clone(),
         powering: Mutex::new(Default::default()),
+        snapshots: Default::default(),
+        snapshotting: Mutex::new(()),
     });
     if let Err(e) = cloud.start(cfg.exit_with_parent) {
         cloud.teardown();
@@ -183,6 +219,12 @@ impl Cloud {
         let parent = std::os::unix::process::parent_id();
         std::thread::spawn(move || loop {
             std::thread::sleep(POLL);
+            {
+                let st = me.lock();
+                if !st.busy() && st.synced.is_some_and(|t| t.elapsed() < IDLE_POLL) {
+                    continue;
+                }
+            }
             if exit_with_parent && std::os::unix::process::parent_id() != parent {
                 eprintln!("localcloud {}: parent exited; tearing down", me.layout.cid);
                 me.teardown();
@@ -279,10 +321,56 @@ impl Cloud {
 
     /// Reads moto and makes the boxes and the security groups between them follow it.
     pub fn sync(&self) -> Result<()> {
+        let mut st = self.snapshot_and_lock()?;
+        self.refresh_vpc(&mut st)
+    }
+
+    /// Takes a moto snapshot without the state lock (it is an HTTP call), then locks the state
+    /// and reconciles it, unless a newer snapshot was reconciled meanwhile: the state never goes
+    /// back in time, and callers do not wait for each other's calls to moto.
+    fn snapshot_and_lock(&self) -> Result<MutexGuard<'_, State>> {
+        let number = self
+            .snapshots
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let taken = Instant::now();
         let snap = self.moto.snapshot()?;
         let mut st = self.lock();
-        self.reconcile(&mut st, &snap)?;
-        self.refresh_vpc(&mut st)
+        if number > st.applied {
+            let before: Vec<(String, String)> = st
+                .instances
+                .iter()
+                .map(|i| (i.id.clone(), i.state.clone()))
+                .collect();
+            self.reconcile(&mut st, &snap)?;
+            st.applied = number;
+            st.synced = Some(taken);
+            let changed = st.instances.len() != before.len()
+                || st
+                    .instances
+                    .iter()
+                    .zip(&before)
+                    .any(|(i, (id, state))| &i.id != id || &i.state != state);
+            if changed {
+                st.active = Some(Instant::now());
+            }
+        }
+        Ok(st)
+    }
+
+    /// The state locked, reconciled with a moto snapshot taken after this call began. Callers
+    /// that arrive together share one snapshot: nine connections at once cost two, not nine.
+    fn fresh_state(&self) -> Result<MutexGuard<'_, State>> {
+        let arrived = self.snapshots.load(std::sync::atomic::Ordering::SeqCst);
+        self.lock().active = Some(Instant::now());
+        let _one_at_a_time = self.snapshotting.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let st = self.lock();
+            if st.applied > arrived {
+                return Ok(st);
+            }
+        }
+        self.snapshot_and_lock()
     }
 
     /// Powers on, each in a thread of its own, the boxes of instances that were stopped and are
@@ -295,6 +383,7 @@ impl Cloud {
                 .iter()
                 .filter(|(iid, rec)| {
                     rec.running.is_none()
+                        && !rec.booting
                         && st
                             .instances
                             .iter()
@@ -373,6 +462,7 @@ impl Cloud {
     }
 
     fn reconcile(&self, st: &mut State, snap: &Snapshot) -> Result<()> {
+        st.known_images = snap.images.clone();
         st.instances = snap
             .instances
             .iter()
@@ -392,7 +482,7 @@ impl Cloud {
             };
             let base = match st.boxes.get(&inst.id) {
                 Some(b) => b.layers.clone(),
-                None => match self.image_layers(st, snap, &inst.image_id) {
+                None => match self.image_layers(st, &inst.image_id) {
                     Ok(l) => l,
                     Err(_) => continue, // made from an instance that cannot boot here
                 },
@@ -422,6 +512,10 @@ impl Cloud {
             let Some(rec) = st.boxes.get_mut(&iid) else {
                 continue;
             };
+            if rec.booting {
+                // Seen again by the first poll after its boot ends.
+                continue;
+            }
             match state {
                 "running" | "pending" => {
                     if rec.running.is_some() && rec.public_ip != ip {
@@ -460,11 +554,11 @@ impl Cloud {
     }
 
     /// The layers an instance of `ami` boots from, or why it cannot boot here.
-    fn image_layers(&self, st: &State, snap: &Snapshot, ami: &str) -> Result<Vec<PathBuf>> {
+    fn image_layers(&self, st: &State, ami: &str) -> Result<Vec<PathBuf>> {
         if let Some(rec) = st.images.get(ami) {
             return Ok(rec.layers.clone());
         }
-        let img: Option<&Image> = snap.images.iter().find(|i| i.id == ami);
+        let img: Option<&Image> = st.known_images.iter().find(|i| i.id == ami);
         let Some(img) = img else {
             bail!("its image `{ami}` is unknown to moto");
         };
@@ -486,16 +580,103 @@ impl Cloud {
     }
 
     /// Finds the instance `host` names, boots its box if needed, and returns the box's address.
+    /// A boot runs without the state lock, so boxes boot side by side (up to the boot slots)
+    /// and connections to running boxes are answered meanwhile; a second connection to a box
+    /// that is booting waits for that boot.
     pub fn connect(&self, host: &str) -> Result<String> {
-        let snap = self.moto.snapshot()?;
+        // Always moto's view from after the request: a box started or stopped through the EC2
+        // API a moment ago must not be answered from an older view.
+        let mut st = self.fresh_state()?;
+        let deadline = Instant::now() + SLOT_TIMEOUT + boxes::BOOT_TIMEOUT;
+        let (inst, n, layers) = loop {
+            let inst = self.instance_named(&st, host)?;
+            if let Some(rec) = st.boxes.get(&inst.id) {
+                if rec.running.is_some() {
+                    return Ok(boxes::box_ip(rec.n));
+                }
+                if rec.booting {
+                    if Instant::now() > deadline {
+                        bail!("instance `{}` is still booting; try again", inst.id);
+                    }
+                    drop(st);
+                    std::thread::sleep(Duration::from_millis(100));
+                    st = self.lock();
+                    continue;
+                }
+            }
+            let (n, layers) = match st.boxes.get(&inst.id) {
+                Some(rec) => (rec.n, rec.layers.clone()),
+                None => {
+                    let layers = self
+                        .image_layers(&st, &inst.image_id)
+                        .with_context(|| format!("instance `{}` cannot get a box", inst.id))?;
+                    let n = (1..=boxes::MAX_BOXES)
+                        .find(|n| !st.used.contains(n))
+                        .context("this cloud already runs the most boxes it can (200)")?;
+                    st.used.push(n);
+                    st.boxes.insert(
+                        inst.id.clone(),
+                        BoxRec {
+                            n,
+                            layers: layers.clone(),
+                            running: None,
+                            public_ip: None,
+                            boot_ms: 0,
+                            booting: false,
+                        },
+                    );
+                    (n, layers)
+                }
+            };
+            if let Some(rec) = st.boxes.get_mut(&inst.id) {
+                rec.booting = true;
+            }
+            break (inst, n, layers);
+        };
+        drop(st);
+        let t0 = Instant::now();
+        let booted = self.boot_box(&inst, n, layers);
+        let groups = booted
+            .as_ref()
+            .ok()
+            .map(|_| self.moto.security_groups(&inst));
         let mut st = self.lock();
-        self.reconcile(&mut st, &snap)?;
-        let mut matches: Vec<Instance> = st
-            .instances
-            .iter()
-            .filter(|i| i.answers_to(host))
-            .cloned()
-            .collect();
+        let Some(rec) = st.boxes.get_mut(&inst.id) else {
+            // Only teardown drops a record that is booting.
+            bail!("instance `{}`: the local cloud is going down", inst.id);
+        };
+        rec.booting = false;
+        let running = booted?;
+        let ms = util::ms(t0);
+        eprintln!(
+            "localcloud {}: {} booted as box {n} in {ms} ms",
+            self.layout.cid, inst.id
+        );
+        rec.running = Some(running);
+        rec.public_ip = inst.public_ip.clone();
+        rec.boot_ms = ms;
+        // Its security groups, for the ruleset between boxes (moto's dump leaves them out).
+        match groups {
+            Some(Ok(groups)) => {
+                st.groups.insert(inst.id.clone(), groups);
+            }
+            Some(Err(e)) => eprintln!(
+                "localcloud {}: the security groups of {} are unknown ({e:#}); nothing reaches it from other boxes",
+                self.layout.cid, inst.id
+            ),
+            None => {}
+        }
+        if let Err(e) = self.refresh_vpc(&mut st) {
+            eprintln!("localcloud {}: security groups: {e:#}", self.layout.cid);
+        }
+        Ok(boxes::box_ip(n))
+    }
+
+    /// The instance `host` names (its ID, a private or public address or DNS name) that can
+    /// have a box: a running one first.
+    fn instance_named(&self, st: &State, host: &str) -> Result<Instance> {
+        let mut matches: Vec<&Instance> =
+            st.instances.iter().filter(|i| i.answers_to(host)).collect();
         matches.sort_by_key(|i| i.state != "running");
         let Some(inst) = matches.into_iter().next() else {
             bail!("no instance of the local cloud has the address `{host}`; refusing to connect (no box plays it)");
@@ -507,40 +688,13 @@ impl Cloud {
                 inst.state
             );
         }
-        if let Some(rec) = st.boxes.get(&inst.id) {
-            if rec.running.is_some() {
-                return Ok(boxes::box_ip(rec.n));
-            }
-        }
-        let layers = match st.boxes.get(&inst.id) {
-            Some(rec) => rec.layers.clone(),
-            None => self
-                .image_layers(&st, &snap, &inst.image_id)
-                .with_context(|| format!("instance `{}` cannot get a box", inst.id))?,
-        };
-        let n = match st.boxes.get(&inst.id) {
-            Some(rec) => rec.n,
-            None => {
-                let n = (1..=boxes::MAX_BOXES)
-                    .find(|n| !st.used.contains(n))
-                    .context("this cloud already runs the most boxes it can (200)")?;
-                st.used.push(n);
-                st.boxes.insert(
-                    inst.id.clone(),
-                    BoxRec {
-                        n,
-                        layers: layers.clone(),
-                        running: None,
-                        public_ip: None,
-                        boot_ms: 0,
-                    },
-                );
-                n
-            }
-        };
-        let spec = self.boot_spec(&inst, n, layers)?;
+        Ok(inst.clone())
+    }
+
+    /// Boots box `n` for `inst` from `layers` once a boot slot is free; no state lock held.
+    fn boot_box(&self, inst: &Instance, n: u32, layers: Vec<PathBuf>) -> Result<Running> {
+        let spec = self.boot_spec(inst, n, layers)?;
         let _slot = boot_slot()?;
-        let t0 = Instant::now();
         let exe = self.exe.clone();
         let hub = self.layout.hub_ns();
         let probe = move |addr: &str, t: Duration| -> bool {
@@ -555,32 +709,8 @@ impl Cloud {
                 .map(|s| s.success())
                 .unwrap_or(false)
         };
-        let running = boxes::boot(&self.layout, &spec, &probe)
-            .with_context(|| format!("instance `{}` could not start", inst.id))?;
-        let ms = util::ms(t0);
-        eprintln!(
-            "localcloud {}: {} booted as box {n} in {ms} ms",
-            self.layout.cid, inst.id
-        );
-        if let Some(rec) = st.boxes.get_mut(&inst.id) {
-            rec.running = Some(running);
-            rec.public_ip = inst.public_ip.clone();
-            rec.boot_ms = ms;
-        }
-        // Its security groups, for the ruleset between boxes (moto's dump leaves them out).
-        match self.moto.security_groups(&inst) {
-            Ok(groups) => {
-                st.groups.insert(inst.id.clone(), groups);
-            }
-            Err(e) => eprintln!(
-                "localcloud {}: the security groups of {} are unknown ({e:#}); nothing reaches it from other boxes",
-                self.layout.cid, inst.id
-            ),
-        }
-        if let Err(e) = self.refresh_vpc(&mut st) {
-            eprintln!("localcloud {}: security groups: {e:#}", self.layout.cid);
-        }
-        Ok(boxes::box_ip(n))
+        boxes::boot(&self.layout, &spec, &probe)
+            .with_context(|| format!("instance `{}` could not start", inst.id))
     }
 
     /// The files a box gets before every boot: the NoCloud seed, apt's mirror and the relay.
@@ -688,7 +818,7 @@ impl Cloud {
             .iter()
             .map(|(iid, b)| {
                 serde_json::json!({"instance": iid, "box": b.n, "ip": boxes::box_ip(b.n),
-                    "running": b.running.is_some(), "boot_ms": b.boot_ms, "layers": b.layers.len()})
+                    "running": b.running.is_some(), "booting": b.booting, "boot_ms": b.boot_ms, "layers": b.layers.len()})
             })
             .collect();
         serde_json::json!({"cid": self.layout.cid, "boxes": boxes, "images": st.images.keys().collect::<Vec<_>>()})
@@ -743,11 +873,21 @@ fn bind(p: &std::path::Path) -> Result<UnixListener> {
     UnixListener::bind(p).with_context(|| format!("failed to listen on `{}`", p.display()))
 }
 
+/// How many boxes may boot at once on this machine: `CGCLOUD_LOCALCLOUD_BOOT_SLOTS` (1-64) of
+/// the daemon's environment, else [`BOOT_SLOTS`].
+fn boot_slots() -> usize {
+    std::env::var("CGCLOUD_LOCALCLOUD_BOOT_SLOTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(BOOT_SLOTS)
+}
+
 /// A machine-wide boot slot, held until dropped: at most [`BOOT_SLOTS`] boxes boot at once.
 pub fn boot_slot() -> Result<std::fs::File> {
     util::take_slot(
         "boot",
-        BOOT_SLOTS,
+        boot_slots(),
         SLOT_TIMEOUT,
         Duration::from_millis(50),
         " (other boxes are booting)",

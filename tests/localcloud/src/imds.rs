@@ -135,21 +135,53 @@ fn tokens_required(cloud: &Cloud, inst: &Instance) -> bool {
     metadata_option(cloud, inst, "httpTokens").map_or(true, |v| v.as_deref() == Some("required"))
 }
 
+/// How long moto's view of an instance and its profile is reused: a change (new metadata
+/// options, a role taken off the profile) applies within this time.
+const VIEW_TTL: Duration = Duration::from_secs(2);
+/// How long role credentials are reused (EC2 serves the same ones for hours; the role check
+/// before them is kept for [`VIEW_TTL`] only).
+const CREDENTIALS_TTL: Duration = Duration::from_secs(60);
+
+/// Moto's successful answers, kept for their time to live: key → (answer, expiry). Asking moto
+/// anew for each metadata request made it the bottleneck when many boxes booted at once, and
+/// the SDKs in the boxes gave up after their 1 s metadata timeout.
+fn cached(key: String, ttl: Duration, ask: impl FnOnce() -> Option<String>) -> Option<String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, (String, Instant)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let now = Instant::now();
+    {
+        let mut all = cache.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, (_, expiry)| *expiry > now);
+        if let Some((answer, _)) = all.get(&key) {
+            return Some(answer.clone());
+        }
+    }
+    let answer = ask()?;
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (answer.clone(), now + ttl));
+    Some(answer)
+}
+
 /// One of the instance's metadata options as moto reports it (`httpTokens`,
 /// `instanceMetadataTags`, …); `Err` when moto did not answer.
 fn metadata_option(cloud: &Cloud, inst: &Instance, field: &str) -> Result<Option<String>, ()> {
-    cloud
-        .moto()
-        .ec2(
-            &inst.owner_id,
-            &inst.region_name,
-            &format!(
-                "Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}",
-                inst.id
-            ),
-        )
-        .map(|b| xml_field(&b, field))
-        .map_err(|_| ())
+    cached(format!("describe {}", inst.id), VIEW_TTL, || {
+        cloud
+            .moto()
+            .ec2(
+                &inst.owner_id,
+                &inst.region_name,
+                &format!(
+                    "Action=DescribeInstances&Version=2016-11-15&InstanceId.1={}",
+                    inst.id
+                ),
+            )
+            .ok()
+    })
+    .map(|b| xml_field(&b, field))
+    .ok_or(())
 }
 
 fn answer(cloud: &Cloud, inst: &Instance, path: &str) -> (u16, &'static str, String) {
@@ -234,13 +266,19 @@ fn role(cloud: &Cloud, inst: &Instance) -> Option<(String, String)> {
                 .and_then(|a| a.rsplit('/').next())
                 .map(str::to_string)
         })?;
-    let body = iam_call(
-        cloud,
-        inst,
-        &format!(
-            "Action=GetInstanceProfile&Version=2010-05-08&InstanceProfileName={}",
-            urlencode(&name)
-        ),
+    let body = cached(
+        format!("profile {} {name}", inst.owner_id),
+        VIEW_TTL,
+        || {
+            iam_call(
+                cloud,
+                inst,
+                &format!(
+                    "Action=GetInstanceProfile&Version=2010-05-08&InstanceProfileName={}",
+                    urlencode(&name)
+                ),
+            )
+        },
     )?;
     let role_block = xml_field(&body, "Roles")?;
     let role = xml_field(&role_block, "RoleName")?;
@@ -273,6 +311,15 @@ fn credentials(cloud: &Cloud, inst: &Instance, asked: &str) -> Option<String> {
     if role != asked {
         return None;
     }
+    cached(
+        format!("credentials {} {role}", inst.id),
+        CREDENTIALS_TTL,
+        || assume_role(cloud, inst, &role),
+    )
+}
+
+/// Fresh credentials of `role` for `inst`, from STS AssumeRole, as the metadata's JSON.
+fn assume_role(cloud: &Cloud, inst: &Instance, role: &str) -> Option<String> {
     let arn = format!("arn:aws:iam::{}:role/{role}", inst.owner_id);
     let auth = format!(
         "AWS4-HMAC-SHA256 Credential=localcloud/20260101/{}/sts/aws4_request, SignedHeaders=host, Signature=0",
