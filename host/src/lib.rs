@@ -44,8 +44,23 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return code;
+            // On a terminal clap passes what was typed through as it came; its plain text
+            // (escape sequences removed) is what a terminal must get when that holds any.
+            let hostile =
+                std::env::args_os().any(|a| a.to_string_lossy().chars().any(|c| c.is_control()));
+            let printed = if e.use_stderr() && hostile {
+                std::io::Write::write_all(&mut std::io::stderr(), e.to_string().as_bytes())
+            } else {
+                e.print()
+            };
+            return match printed {
+                Err(io) if code == 0 && io.kind() != std::io::ErrorKind::BrokenPipe => {
+                    shell::Shell::new(false, false)
+                        .error(format!("failed to write to standard output: {io}"));
+                    EXIT_USER_ERROR
+                }
+                _ => code,
+            };
         }
     };
     let shell = shell::Shell::new(cli.quiet, cli.debug);
@@ -75,5 +90,12 @@ pub fn main() -> i32 {
     };
     // A role hook still running on a blocking thread (after Ctrl-C) must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    code
+    // Output that did not reach stdout fails the run, whatever the command did.
+    match shell.write_failure() {
+        Some(why) => {
+            shell.error(why);
+            EXIT_USER_ERROR
+        }
+        None => code,
+    }
 }

@@ -22,6 +22,9 @@ pub struct Shell {
     debug: bool,
     live: bool,
     statuses: Statuses,
+    /// The first failed write to stdout (a full disk, a closed descriptor): the run then
+    /// fails, so that nobody takes missing output for a complete one.
+    write_failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Shell {
@@ -34,6 +37,30 @@ impl Shell {
             debug,
             live,
             statuses: Statuses::default(),
+            write_failure: Arc::default(),
+        }
+    }
+
+    /// Why writing to stdout failed, if it did; flushes what is still buffered first.
+    pub fn write_failure(&self) -> Option<String> {
+        if let Err(e) = std::io::stdout().lock().flush() {
+            self.note_write_failure(&e);
+        }
+        self.write_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note_write_failure(&self, e: &std::io::Error) {
+        // NOTE: a pipe its reader closed (`cgcloud list … | head`) is the reader's choice,
+        // not a failure.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return;
+        }
+        let mut first = self.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(format!("failed to write to standard output: {e}"));
         }
     }
 
@@ -103,6 +130,12 @@ impl Shell {
     }
 
     fn err_line(&self, line: String) {
+        // Lines may be several on purpose (a console's tail); nothing else moves the cursor.
+        let line = line
+            .split('\n')
+            .map(printable)
+            .collect::<Vec<_>>()
+            .join("\n");
         if self.live
             && !self
                 .statuses
@@ -116,16 +149,30 @@ impl Shell {
         }
     }
 
-    /// A line a command cgcloud ran (e.g. ssh on a cluster node) wrote to its stderr.
+    /// A line a command cgcloud ran (e.g. ssh on a cluster node) wrote to its stderr, as it
+    /// came: the user's own command may colour its output.
     pub fn err_out(&self, line: impl AsRef<str>) {
-        self.err_line(line.as_ref().to_string());
+        let line = line.as_ref();
+        if self.live
+            && !self
+                .statuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        {
+            self.redraw(Some(line));
+        } else {
+            eprintln!("{line}");
+        }
     }
 
     /// A line of data on stdout.
     pub fn out(&self, line: impl AsRef<str>) {
         let mut out = std::io::stdout().lock();
-        // NOTE: a closed pipe (`cgcloud list … | head`) is not an error worth reporting.
-        let _ = writeln!(out, "{}", line.as_ref());
+        if let Err(e) = writeln!(out, "{}", line.as_ref()) {
+            drop(out);
+            self.note_write_failure(&e);
+        }
     }
 
     /// A JSON document on stdout, pretty-printed.
@@ -164,6 +211,12 @@ impl Shell {
 
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
         let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+        // Cells come from EC2 (tags anyone with tagging rights wrote) and from plugins.
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| r.iter().map(|c| printable(c)).collect())
+            .collect();
+        let rows = &rows[..];
         let lines = match terminal_width() {
             Some(width) => {
                 let lines = aligned(&header, rows);
@@ -242,6 +295,27 @@ impl Shell {
             self.redraw(None);
         }
     }
+}
+
+/// `text` with its control characters (other than tab) written as escapes (`\x1b`, `\u{9b}`):
+/// names and values from users, EC2 tags and plugins can never move the cursor, clear the
+/// screen or hide text on the terminal that shows them.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(|c| c != '\t' && c.is_control()) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The width of the terminal stdout is, or `None` when stdout is no terminal.
@@ -349,5 +423,13 @@ mod tests {
                 "state  stopped"
             ]
         );
+    }
+
+    #[test]
+    fn control_characters_become_escapes_and_everything_else_stays() {
+        assert_eq!(printable("plain\ttext ünïcode"), "plain\ttext ünïcode");
+        assert_eq!(printable("a\u{1b}[2Jb\u{7}"), "a\\x1b[2Jb\\x07");
+        assert_eq!(printable("line\nnext\r"), "line\\x0anext\\x0d");
+        assert_eq!(printable("\u{7f}\u{9b}"), "\\x7f\\u{9b}");
     }
 }

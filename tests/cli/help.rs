@@ -199,3 +199,58 @@ fn cluster_commands_name_an_unknown_cluster_type() {
     let o = w.run(&["create-cluster", "spark", "-e", "10"]);
     assert_user_error(&o, "--ebs-volume-size is not implemented yet");
 }
+
+#[test]
+fn output_that_cannot_be_written_fails_the_run() {
+    let home = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    for args in [
+        &["list-roles"][..],
+        &["list-options", "generic-debian-trixie-box"],
+        &["--help"],
+    ] {
+        let mut c = bare_cgcloud(home.path(), args);
+        c.stdout(full.try_clone().unwrap());
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(255), "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o).trim(),
+            "ERROR: failed to write to standard output: No space left on device (os error 28)",
+            "{args:?}"
+        );
+    }
+    // A reader that stops early is its own choice: not an error.
+    let mut c = bare_cgcloud(home.path(), &["list-roles"]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn control_characters_from_the_command_line_are_escaped() {
+    let home = tempfile::tempdir().unwrap();
+    let o = run(bare_cgcloud(
+        home.path(),
+        &["list-options", "bad\u{7}role\u{1b}[2J\u{9b}"],
+    ));
+    assert_eq!(o.status.code(), Some(255));
+    let err = stderr(&o);
+    assert!(
+        err.contains(r"no such role: `bad\x07role\x1b[2J\u{9b}`"),
+        "{err}"
+    );
+    assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+    // Usage errors quote what was typed without its escape sequences.
+    let o = run(bare_cgcloud(home.path(), &["no\u{1b}]0;title\u{7}such"]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("unrecognized subcommand 'nosuch'"), "{err}");
+    assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+}
