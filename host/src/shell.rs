@@ -136,17 +136,7 @@ impl Shell {
             .map(printable)
             .collect::<Vec<_>>()
             .join("\n");
-        if self.live
-            && !self
-                .statuses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-        {
-            self.redraw(Some(&line));
-        } else {
-            eprintln!("{line}");
-        }
+        self.err_out(line);
     }
 
     /// A line a command cgcloud ran (e.g. ssh on a cluster node) wrote to its stderr, as it

@@ -1245,3 +1245,144 @@ fn cluster_spot_requests_and_ordinal_gaps_without_booting_the_nodes() {
         "-Q",
     ]));
 }
+
+#[test]
+fn cluster_nodes_keep_their_persistent_volumes_across_a_stop_and_a_new_cluster() {
+    let c = Cloud::start();
+    let role = "hook-recorder-box";
+    let cg = |args: &[&str]| c.run_with_plugin("hook-recorder", args);
+    // The nodes' persistent volumes (their root volumes carry the cluster's tags too).
+    let volumes = || {
+        c.ec2(&[
+            ("Action", "DescribeVolumes"),
+            ("Filter.1.Name", "tag:cluster_name"),
+            ("Filter.1.Value.1", "vc"),
+            ("Filter.2.Name", "tag:Name"),
+            ("Filter.2.Value.1", "tester_hook-recorder-box__0"),
+            ("Filter.2.Value.2", "tester_hook-recorder-box__1"),
+        ])
+    };
+    let create = || {
+        let o = cg(&[
+            "create-cluster",
+            "recorder-cluster",
+            "-s",
+            "1",
+            "-e",
+            "1",
+            "-c",
+            "vc",
+        ]);
+        assert_success(&o);
+        o
+    };
+    assert_success(&cg(&["create", role, "-I", "-T"]));
+    let o = create();
+    assert_eq!(
+        stderr(&o).matches(": created volume `vol-").count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
+    let ids: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect();
+    // One volume per node, of the size asked for, named after the node and its ordinal,
+    // attached as /dev/sdf; the nodes carry the size in their `ebs_volume_size` tag.
+    let v = volumes();
+    assert_eq!(xml_fields(&v, "size"), ["1", "1"], "{v}");
+    for (ordinal, id) in ids.iter().enumerate() {
+        assert!(
+            v.contains(&format!("<value>tester_{role}__{ordinal}</value>")),
+            "{v}"
+        );
+        assert!(
+            v.contains(&format!(
+                "<instanceId>{id}</instanceId><device>/dev/sdf</device>"
+            )),
+            "{v}"
+        );
+        let d = c.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", id)]);
+        assert!(
+            d.contains("<key>ebs_volume_size</key><value>1</value>"),
+            "{d}"
+        );
+    }
+    // Each node has it formatted and mounted; each writes its own name on it.
+    let o = cg(&[
+        "ssh-cluster",
+        "recorder-cluster",
+        "-c",
+        "vc",
+        "findmnt -n -o SOURCE,FSTYPE /mnt/persistent && hostname | sudo tee /mnt/persistent/who >/dev/null",
+    ]);
+    assert_success(&o);
+    let out = stdout(&o);
+    assert_eq!(out.matches("/dev/xvdf ext4").count(), 2, "{out}");
+    let check = |when: &str| -> Vec<String> {
+        let o = cg(&[
+            "ssh-cluster",
+            "recorder-cluster",
+            "-c",
+            "vc",
+            "cloud-init status --wait >/dev/null; systemctl is-active -q cgcloud-persistent.service && mountpoint -q /mnt/persistent && cat /mnt/persistent/who",
+        ]);
+        assert_success(&o);
+        let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), 2, "{when}: {lines:?}");
+        lines
+    };
+    let written = check("after create-cluster");
+    // Stopped by cgcloud and started through the EC2 API alone: mounted again at boot.
+    assert_success(&cg(&["stop-cluster", "recorder-cluster", "-c", "vc"]));
+    c.ec2(&[
+        ("Action", "StartInstances"),
+        ("InstanceId.1", &ids[0]),
+        ("InstanceId.2", &ids[1]),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ids.iter().any(|i| c.state_of(i) != "running") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nodes did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(check("after a stop and a start through EC2"), written);
+    // Terminating the cluster keeps the volumes; the same cluster made again finds its data.
+    let o = cg(&["terminate-cluster", "recorder-cluster", "-c", "vc"]);
+    assert_success(&o);
+    assert!(
+        stderr(&o).contains("kept the nodes' 2 persistent volume(s)"),
+        "{}",
+        stderr(&o)
+    );
+    let v = volumes();
+    assert_eq!(xml_fields(&v, "status"), ["available", "available"], "{v}");
+    let o = create();
+    assert_eq!(
+        stderr(&o).matches(": reusing volume `vol-").count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(check("in the cluster made again"), written);
+    // Deleted only when asked, after the nodes are gone.
+    let o = cg(&[
+        "terminate-cluster",
+        "recorder-cluster",
+        "-c",
+        "vc",
+        "--delete-volumes",
+    ]);
+    assert_success(&o);
+    assert_eq!(
+        stderr(&o).matches("INFO: deleted volume `vol-").count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
+    let v = volumes();
+    assert!(xml_fields(&v, "volumeId").is_empty(), "{v}");
+}

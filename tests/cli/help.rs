@@ -195,9 +195,9 @@ fn cluster_commands_name_an_unknown_cluster_type() {
         assert_user_error(&o, "no such role or cluster type: `spark`");
         assert!(stdout(&o).is_empty());
     }
-    // What is not there yet says so, before anything happens.
+    // A volume size in range does not hide the unknown type.
     let o = w.run(&["create-cluster", "spark", "-e", "10"]);
-    assert_user_error(&o, "--ebs-volume-size is not implemented yet");
+    assert_user_error(&o, "no such role or cluster type: `spark`");
 }
 
 #[test]
@@ -253,4 +253,37 @@ fn control_characters_from_the_command_line_are_escaped() {
     let err = stderr(&o);
     assert!(err.contains("unrecognized subcommand 'nosuch'"), "{err}");
     assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+}
+
+#[test]
+fn volume_sizes_and_flags_are_checked_before_anything_else() {
+    let home = tempfile::tempdir().unwrap();
+    for size in ["0", "16385"] {
+        let o = run(bare_cgcloud(
+            home.path(),
+            &["create-cluster", "any-type", "-e", size],
+        ));
+        assert_eq!(o.status.code(), Some(255));
+        assert_eq!(
+            stderr(&o).trim(),
+            format!(
+                "ERROR: --ebs-volume-size {size} is out of range: an EBS volume has 1 to 16384 GB"
+            )
+        );
+    }
+    let o = run(bare_cgcloud(
+        home.path(),
+        &["create-cluster", "any-type", "-e", "5", "-Q"],
+    ));
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("-Q does not wait for the nodes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(bare_cgcloud(
+        home.path(),
+        &["terminate-cluster", "any-type", "-Q", "--delete-volumes"],
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }

@@ -13,7 +13,7 @@ use crate::errors::Result;
 use crate::names::ImageRef;
 use crate::ops::cluster::{self, ClusterSecret, NodeRole, Nodes};
 use crate::ops::plan::{ClusterPlacement, CreateOptions};
-use crate::ops::{access, create, instances, power};
+use crate::ops::{access, create, instances, power, volumes};
 use crate::roles::Roles;
 use crate::ssh::remote::Remote;
 use cgcloud_plugin_host::ClusterSummary;
@@ -55,7 +55,8 @@ pub struct CreateClusterArgs {
         value_name = "N"
     )]
     pub num_workers: usize,
-    /// Give each node a persistent EBS volume of this many GB
+    /// Give each node a persistent EBS volume of this many GB, mounted at /mnt/persistent and
+    /// kept when the cluster is terminated
     #[arg(short = 'e', long = "ebs-volume-size", value_name = "GB")]
     pub ebs_volume_size: Option<u32>,
     /// Launch the leader on demand even when workers use the spot market
@@ -120,6 +121,9 @@ pub struct TerminateClusterArgs {
     /// Do not wait for the nodes to be terminated
     #[arg(short = 'Q', long)]
     pub quick: bool,
+    /// Also delete the terminated nodes' persistent volumes (--ebs-volume-size), and their data
+    #[arg(long = "delete-volumes", conflicts_with = "quick")]
+    pub delete_volumes: bool,
 }
 
 /// Run a command on every node of a cluster over ssh
@@ -295,6 +299,52 @@ pub async fn terminate_cluster(args: TerminateClusterArgs, g: &Globals) -> Resul
     let failed = cluster::each(b.nodes.leader(args.skip_leader), 1, terminate).await;
     if !failed.is_empty() {
         return Err(cluster::failure("terminating the leader", &failed));
+    }
+    // The terminated nodes' persistent volumes: kept (their data outlives the cluster, for a
+    // cluster made again under the same name) unless --delete-volumes.
+    let Some(cluster_name) = crate::aws::tag(b.nodes.leader.tags(), "cluster_name") else {
+        return Ok(0);
+    };
+    let gone: Vec<String> = b
+        .nodes
+        .leader(args.skip_leader)
+        .into_iter()
+        .chain(b.nodes.workers())
+        .filter_map(|(_, i)| {
+            let name = crate::aws::tag(i.tags(), "Name")?;
+            let ordinal = crate::aws::tag(i.tags(), cluster::ORDINAL_TAG)?;
+            Some(format!("{name}__{ordinal}"))
+        })
+        .collect();
+    let kept: Vec<_> = volumes::find(&b.ctx, cluster_name, None)
+        .await?
+        .into_iter()
+        .filter(|v| crate::aws::tag(v.tags(), "Name").is_some_and(|n| gone.iter().any(|g| g == n)))
+        .collect();
+    if kept.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = kept.iter().filter_map(|v| v.volume_id()).collect();
+    if !args.delete_volumes {
+        g.shell.info(format!(
+            "kept the nodes' {} persistent volume(s) ({}) for a cluster made again as `{cluster_name}`; `terminate-cluster --delete-volumes` deletes them",
+            ids.len(),
+            ids.join(", ")
+        ));
+        return Ok(0);
+    }
+    let failed = volumes::delete(&b.ctx, &kept).await;
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|(v, why)| format!("{v}: {why}"))
+            .collect();
+        crate::bail_user!(
+            "{} of {} volumes were not deleted: {}",
+            failed.len(),
+            kept.len(),
+            list.join("; ")
+        );
     }
     Ok(0)
 }
@@ -506,10 +556,13 @@ fn worker_options(
 /// set up in parallel. Every worker that fails is named (and terminated unless `-N`), and the
 /// command fails: never a silent success with fewer workers.
 pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32> {
-    if args.ebs_volume_size.is_some() {
-        crate::bail_user!(
-            "--ebs-volume-size is not implemented yet: nodes get no persistent volume; leave it out"
-        );
+    if let Some(gb) = args.ebs_volume_size {
+        volumes::check_size(gb)?;
+        if args.quick {
+            crate::bail_user!(
+                "-Q does not wait for the nodes, so their volumes could not be mounted; leave out -Q or --ebs-volume-size"
+            );
+        }
     }
     if let Some(share) = &args.share {
         if !share.exists() {
@@ -541,6 +594,7 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
         ordinals: vec![0],
         threads: 1,
         secret: secret.clone(),
+        volume_gb: args.ebs_volume_size,
     });
     let Some((leader, _)) =
         create::create(&ctx, roles.handle(&cluster.leader)?, &leader_opts, &ssh).await?
@@ -579,6 +633,7 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
         ordinals: (1..=args.num_workers as u32).collect(),
         threads: args.num_threads,
         secret,
+        volume_gb: args.ebs_volume_size,
     };
     let opts = worker_options(&base, &args.boot_image, args.quick, placement);
     let worker = Arc::new(roles.handle(&cluster.worker)?);
@@ -622,12 +677,20 @@ pub async fn grow_cluster(args: GrowClusterArgs, g: &Globals) -> Result<i32> {
     let ordinals = cluster::allocate_ordinals(&existing, args.num_workers);
     let leader_id = b.nodes.leader.instance_id().unwrap_or_default().to_string();
     let name = crate::aws::tag(b.nodes.leader.tags(), "cluster_name").map(str::to_string);
+    // New workers get a persistent volume when the cluster's nodes have one.
+    let volume_gb = volumes::size_of(b.nodes.leader.tags());
+    if volume_gb.is_some() && args.quick {
+        crate::bail_user!(
+            "the cluster's nodes have persistent volumes, which -Q could not mount; leave out -Q"
+        );
+    }
     let placement = ClusterPlacement {
         name,
         leader: Some(leader_id),
         ordinals,
         threads: args.cluster.num_threads,
         secret,
+        volume_gb,
     };
     let opts = worker_options(&base, &args.boot_image, args.quick, placement);
     // The worker role `bind` loaded: the plugins are not loaded twice.

@@ -1,8 +1,8 @@
 //! One boot of a box, the same in every command that boots one (`create`, `recreate`, `start`,
 //! `reboot`, the reboot after `create --upgrade`, the restart after `create --image`): once EC2
 //! says the instance runs, the role's `on_instance_running`; then SSH with the pinned host key
-//! and cloud-init; then (for a new cluster node) the cluster's shared secret; then
-//! `on_instance_ready`. `first_boot` is true only on an instance's first
+//! and cloud-init; then (for a new cluster node) the cluster's shared secret and its persistent
+//! volume; then `on_instance_ready`. `first_boot` is true only on an instance's first
 //! boot, which only `create` and `recreate` see.
 
 use std::collections::BTreeMap;
@@ -67,6 +67,8 @@ pub struct Boot<'a> {
     pub rotate_host_key: bool,
     /// A cluster's shared secret, written to the box before `on_instance_ready`.
     pub secret: Option<&'a super::cluster::ClusterSecret>,
+    /// A new cluster node's persistent volume, attached and mounted before `on_instance_ready`.
+    pub volume: Option<&'a super::volumes::VolumeSpec>,
 }
 
 impl Boot<'_> {
@@ -104,6 +106,19 @@ impl Boot<'_> {
             ctx.shell
                 .status(self.id, "writing the cluster's shared secret");
             if let Err(e) = secret.push(&remote).await {
+                remote.close().await;
+                return Err(e);
+            }
+        }
+        if let Some(spec) = self.volume {
+            ctx.shell
+                .status(self.id, &format!("attaching its volume `{}`", spec.name));
+            let mounted = async {
+                let volume = super::volumes::attach(ctx, self.id, spec).await?;
+                super::volumes::mount(&remote, &volume).await
+            }
+            .await;
+            if let Err(e) = mounted {
                 remote.close().await;
                 return Err(e);
             }

@@ -124,6 +124,11 @@ pub async fn create_nodes(
             ));
         }
     }
+    if let Some(c) = &opts.cluster {
+        // As the original: `0` for nodes without a persistent volume.
+        let gb = c.volume_gb.unwrap_or(0);
+        tags.push((super::volumes::SIZE_TAG.into(), gb.to_string()));
+    }
     for (k, v) in &p.options {
         tags.push((k.clone(), v.clone()));
     }
@@ -253,6 +258,17 @@ pub async fn create_nodes(
             }
         }
     };
+    // Each node's persistent volume, named after the node's Name tag and cluster ordinal.
+    let node_volume = |k: usize, id: &str| {
+        placement.volume_gb.map(|gb| {
+            let cluster = placement
+                .name
+                .clone()
+                .or_else(|| placement.leader.clone())
+                .unwrap_or_else(|| id.to_string());
+            super::volumes::VolumeSpec::new(&name, placement.ordinals[k], &cluster, gb, &ctx.zone)
+        })
+    };
     let threads = placement.threads.max(1);
     let work = {
         use futures_util::stream::{self, StreamExt};
@@ -260,6 +276,7 @@ pub async fn create_nodes(
         stream::iter(ids.iter().cloned().enumerate())
             .map(move |(k, id)| {
                 let tags = node_tags(k, &id);
+                let volume = node_volume(k, &id);
                 async move {
                     let mut phases = phases.clone();
                     let r = provision(
@@ -271,6 +288,7 @@ pub async fn create_nodes(
                         &id,
                         host_key,
                         &tags,
+                        volume.as_ref(),
                         &mut phases,
                         t,
                     )
@@ -426,6 +444,7 @@ async fn provision(
     id: &str,
     host_key: &HostKey,
     node_tags: &[(String, String)],
+    volume: Option<&super::volumes::VolumeSpec>,
     phases: &mut Phases,
     t: Instant,
 ) -> Result<(String, Option<String>, bool)> {
@@ -459,6 +478,7 @@ async fn provision(
         // The host key from user data has served its one purpose: verifying this first connection.
         rotate_host_key: true,
         secret: opts.cluster.as_ref().and_then(|c| c.secret.as_ref()),
+        volume,
     };
     boot.running(ctx).await?;
     if opts.quick {
@@ -497,6 +517,8 @@ async fn provision(
                 first_boot: false,
                 rotate_host_key: false,
                 secret: None,
+                // Mounted at boot from /etc/fstab from now on.
+                volume: None,
                 ..boot
             };
             let (r, t2) = again.booted(ctx, a.clone(), phases, t).await?;

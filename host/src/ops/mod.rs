@@ -17,3 +17,4 @@ pub mod power;
 pub mod prepare;
 pub mod register_key;
 pub mod security;
+pub mod volumes;

@@ -69,6 +69,8 @@ pub struct ClusterPlacement {
     /// The secret the cluster's nodes share, written to each new node before its
     /// `on_instance_ready`.
     pub secret: Option<super::cluster::ClusterSecret>,
+    /// The size in GB of each node's persistent volume (`--ebs-volume-size`), if any.
+    pub volume_gb: Option<u32>,
 }
 
 /// Parses and checks `-O NAME=VALUE` against the role's declared options; adds defaults.

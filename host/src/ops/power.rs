@@ -71,6 +71,7 @@ pub async fn start(
         first_boot: false,
         rotate_host_key: false,
         secret: None,
+        volume: None,
     };
     let mut phases = launch::Phases::default();
     let (remote, _) = boot

@@ -193,6 +193,8 @@ pub struct BootSpec {
     pub files: Vec<(String, u32, Vec<u8>)>,
     /// The instance's EC2 private address, which the box's interface carries too (`vpc`).
     pub private_ip: Option<String>,
+    /// Extra nspawn arguments: the `--bind`s of attached volumes' devices (`ebs`).
+    pub binds: Vec<String>,
 }
 
 /// A running box: the nspawn process the daemon launched.
@@ -329,7 +331,8 @@ fn boot_inner(
         "for c in {cgs}; do mkdir -p $c && echo $$ > $c/cgroup.procs || exit 1; done; \
          mount -t tmpfs tmpfs /run/systemd && exec systemd-nspawn -b -q --register=no --keep-unit \
          --console=read-only --resolv-conf=off -D {merged} -M {name} \
-         --network-namespace-path=/run/netns/{ns}",
+         --network-namespace-path=/run/netns/{ns} {binds}",
+        binds = spec.binds.join(" "),
         cgs = cgs.join(" "),
         merged = merged.display(),
         name = spec.name,
@@ -368,6 +371,17 @@ fn boot_inner(
         }
     }
     Ok(Running { n, child, started })
+}
+
+/// The host PID of the box's init (the first child of its nspawn), while it runs.
+pub fn init_pid(r: &Running) -> Option<u32> {
+    let pid = r.child.id();
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Powers box `r` off in order (the guest's systemd shuts down), killing it after a timeout.
@@ -418,14 +432,7 @@ pub fn kill_box(l: &Layout, n: u32, child: Option<&mut Child>) {
 
 /// Whether network namespace `ns` has a link named `name`.
 fn link_exists(ns: &str, name: &str) -> bool {
-    Command::new("ip")
-        .args(["-n", ns, "link", "show", "dev", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    util::succeeds(Command::new("ip").args(["-n", ns, "link", "show", "dev", name]))
 }
 
 /// Every process in cgroup `dir` and below.

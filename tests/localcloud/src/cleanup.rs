@@ -151,6 +151,8 @@ pub fn remove_cloud(l: &Layout) {
     for n in ns {
         boxes::kill_box(l, n, None);
     }
+    // The loop devices of its volumes (their files go with the folder).
+    crate::ebs::release_all(l);
     // Helpers (listeners) and the daemon run in or for the hub: kill what is in its namespace.
     let hub = l.hub_ns();
     if let Ok(pids) = util::output(Command::new("ip").args(["netns", "pids", &hub])) {

@@ -30,6 +30,8 @@ const POLL: Duration = Duration::from_millis(300);
 /// How often moto is read while nothing moves (no box booting, no instance between states, no
 /// connection lately): a snapshot is moto's whole state and costs it a fifth of a second of CPU.
 const IDLE_POLL: Duration = Duration::from_secs(2);
+/// How often the volumes' files are checked against moto (deleted ones are let go).
+const VOLUME_SWEEP: Duration = Duration::from_secs(20);
 /// How long after a connection or a change the cloud counts as busy.
 const BUSY_FOR: Duration = Duration::from_secs(10);
 
@@ -85,6 +87,10 @@ struct State {
     known_images: Vec<Image>,
     /// When that snapshot was taken.
     synced: Option<Instant>,
+    /// The volumes (and their states) of the last snapshot whose attachments the boxes follow.
+    volumes_seen: Vec<crate::moto::VolumeRec>,
+    /// The volumes plugged into each running box after its boot.
+    plugged: HashMap<String, Vec<crate::ebs::Attachment>>,
     /// The last connection, boot, or change seen in moto: the watcher polls fast until
     /// [`BUSY_FOR`] after it.
     active: Option<Instant>,
@@ -217,8 +223,19 @@ impl Cloud {
         });
         let me = self.clone();
         let parent = std::os::unix::process::parent_id();
+        let mut swept = Instant::now();
         std::thread::spawn(move || loop {
             std::thread::sleep(POLL);
+            if swept.elapsed() > VOLUME_SWEEP {
+                swept = Instant::now();
+                let gone = crate::ebs::sweep(&me.layout, &me.moto);
+                if gone > 0 {
+                    eprintln!(
+                        "localcloud {}: {gone} deleted volume(s) let go",
+                        me.layout.cid
+                    );
+                }
+            }
             {
                 let st = me.lock();
                 if !st.busy() && st.synced.is_some_and(|t| t.elapsed() < IDLE_POLL) {
@@ -325,6 +342,47 @@ impl Cloud {
         self.refresh_vpc(&mut st)
     }
 
+    /// Makes the running boxes' devices follow their instances' volume attachments, and lets go
+    /// of volumes moto no longer has. A failure is logged and tried again at the next change.
+    fn follow_volumes(&self, st: &mut State, snap: &crate::moto::Snapshot) {
+        let mut all_done = true;
+        let running: Vec<(String, u32)> = st
+            .boxes
+            .iter()
+            .filter(|(_, rec)| !rec.booting)
+            .filter_map(|(iid, rec)| Some((iid.clone(), boxes::init_pid(rec.running.as_ref()?)?)))
+            .collect();
+        for (iid, init) in running {
+            let Some(inst) = st.instances.iter().find(|i| i.id == iid).cloned() else {
+                continue;
+            };
+            let now = match crate::ebs::attachments(&self.moto, &inst) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("localcloud {}: volumes of {iid}: {e:#}", self.layout.cid);
+                    all_done = false;
+                    continue;
+                }
+            };
+            let before = st.plugged.remove(&iid).unwrap_or_default();
+            for gone in before.iter().filter(|b| !now.contains(b)) {
+                crate::ebs::unplug(init, &gone.device);
+            }
+            for a in &now {
+                if let Err(e) = crate::ebs::plug(&self.layout, &inst, init, a) {
+                    eprintln!("localcloud {}: {iid}: {e:#}", self.layout.cid);
+                    all_done = false;
+                }
+            }
+            st.plugged.insert(iid, now);
+        }
+        st.volumes_seen = if all_done {
+            snap.volumes.clone()
+        } else {
+            Vec::new()
+        };
+    }
+
     /// Takes a moto snapshot without the state lock (it is an HTTP call), then locks the state
     /// and reconciles it, unless a newer snapshot was reconciled meanwhile: the state never goes
     /// back in time, and callers do not wait for each other's calls to moto.
@@ -343,6 +401,9 @@ impl Cloud {
                 .map(|i| (i.id.clone(), i.state.clone()))
                 .collect();
             self.reconcile(&mut st, &snap)?;
+            if st.volumes_seen != snap.volumes {
+                self.follow_volumes(&mut st, &snap);
+            }
             st.applied = number;
             st.synced = Some(taken);
             let changed = st.instances.len() != before.len()
@@ -655,6 +716,9 @@ impl Cloud {
         rec.running = Some(running);
         rec.public_ip = inst.public_ip.clone();
         rec.boot_ms = ms;
+        // Its volumes were bound in at boot; the next snapshot checks them against moto's.
+        st.plugged.remove(&inst.id);
+        st.volumes_seen.clear();
         // Its security groups, for the ruleset between boxes (moto's dump leaves them out).
         match groups {
             Some(Ok(groups)) => {
@@ -698,16 +762,12 @@ impl Cloud {
         let exe = self.exe.clone();
         let hub = self.layout.hub_ns();
         let probe = move |addr: &str, t: Duration| -> bool {
-            Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{hub}"))
-                .arg(&exe)
-                .args(["_probe", addr, "--timeout-ms", &t.as_millis().to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+            util::succeeds(
+                Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{hub}"))
+                    .arg(&exe)
+                    .args(["_probe", addr, "--timeout-ms", &t.as_millis().to_string()]),
+            )
         };
         boxes::boot(&self.layout, &spec, &probe)
             .with_context(|| format!("instance `{}` could not start", inst.id))
@@ -750,7 +810,12 @@ impl Cloud {
             ));
         }
         let seed = "/var/lib/cloud/seed/nocloud";
+        // Volumes attached while the instance was stopped (or before its first boot) are
+        // there when it boots, for /etc/fstab.
+        let attached = crate::ebs::attachments(&self.moto, inst)?;
+        let binds = crate::ebs::bind_args(&self.layout, inst, &attached)?;
         Ok(BootSpec {
+            binds,
             n,
             name: inst.id.clone(),
             layers,

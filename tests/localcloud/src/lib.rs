@@ -21,6 +21,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod daemon;
 mod dns;
+mod ebs;
 mod fixture;
 pub mod host;
 mod imds;

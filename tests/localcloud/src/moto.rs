@@ -93,6 +93,7 @@ impl Image {
 pub struct Snapshot {
     pub instances: Vec<Instance>,
     pub images: Vec<Image>,
+    pub volumes: Vec<VolumeRec>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +108,16 @@ struct Ec2Dump {
     instances: Vec<Instance>,
     #[serde(rename = "Ami", default)]
     images: Vec<Image>,
+    #[serde(rename = "Volume", default)]
+    volumes: Vec<VolumeRec>,
+}
+
+/// An EBS volume as moto's dump shows it (attachments are not in it).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRec {
+    pub id: String,
+    #[serde(default)]
+    pub status: String,
 }
 
 /// Parses moto's `/moto-api/data.json`.
@@ -116,6 +127,7 @@ pub fn parse_dump(json: &str) -> Result<Snapshot> {
     Ok(Snapshot {
         instances: d.ec2.instances,
         images: d.ec2.images,
+        volumes: d.ec2.volumes,
     })
 }
 

@@ -39,11 +39,16 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// Runs `cmd`, ignoring its outcome: for best-effort clean-up steps.
 pub fn run_quiet(cmd: &mut Command) {
-    let _ = cmd
-        .stdin(Stdio::null())
+    succeeds(cmd);
+}
+
+/// Runs `cmd` with no input and its output dropped; whether it exited with success.
+pub fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Writes `content` to `path` atomically (`cgcloud_common::fsutil::write_atomic`), readable by
