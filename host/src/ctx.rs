@@ -41,6 +41,22 @@ pub fn prevalidate_namespace(template: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest namespace whose derived AWS names all fit AWS's limits: an IAM role is named
+/// `<namespace with `_` for `/`, less the first>cgcloud-<13 characters>`, and IAM allows 64.
+pub const MAX_NAMESPACE_LEN: usize = 64 - "cgcloud-".len() - 13 + 1;
+
+/// Refuses a namespace too long for the AWS names made from it, before anything is made.
+pub fn check_namespace_length(namespace: &str) -> Result<()> {
+    if namespace.len() > MAX_NAMESPACE_LEN {
+        bail_user!(
+            "namespace `{namespace}` has {} characters; the IAM role names made from it would be \
+             longer than IAM allows: use a namespace of at most {MAX_NAMESPACE_LEN} characters",
+            namespace.len()
+        );
+    }
+    Ok(())
+}
+
 /// A command's view of AWS: one zone, one namespace.
 pub struct Context {
     pub shell: Shell,
@@ -85,6 +101,7 @@ impl Context {
                 args.namespace
             )
         })?;
+        check_namespace_length(&namespace)?;
         ctx.shell.debug(format!(
             "namespace {}, zone {}, region {}",
             ctx.namespace, ctx.zone, ctx.region
@@ -170,10 +187,20 @@ impl Context {
             .await
     }
 
-    /// The AWS name of `name` in this namespace.
+    /// The AWS name of `name` in this namespace (at most 255 characters: the limit of
+    /// security group and image names).
     pub fn aws_name(&self, name: &str) -> Result<String> {
-        self.namespace
+        let aws = self
+            .namespace
             .to_aws_name(name)
-            .map_err(|e| user_error!("{e}"))
+            .map_err(|e| user_error!("{e}"))?;
+        if aws.len() > 255 {
+            bail_user!(
+                "`{name}` in namespace `{}` makes an AWS name of {} characters; AWS allows 255",
+                self.namespace,
+                aws.len()
+            );
+        }
+        Ok(aws)
     }
 }

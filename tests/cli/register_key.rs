@@ -213,3 +213,69 @@ fn create_refuses_an_unknown_first_key_pair_before_making_anything() {
         "no security group made: {groups}"
     );
 }
+
+#[test]
+fn devices_are_refused_at_once_and_bad_names_before_anything_is_made() {
+    let w = World::new("alice");
+    for device in ["/dev/zero", "/dev/urandom"] {
+        let started = std::time::Instant::now();
+        let o = w.run(&["register-key", device]);
+        assert_user_error(&o, "not a regular file");
+        assert!(started.elapsed().as_secs() < 10, "{device} was read");
+    }
+    let key = ssh_keygen(w.home.path(), "k", "ed25519").with_extension("pub");
+    let long = "k".repeat(256);
+    for name in ["bad\u{1}name", "ünï", long.as_str()] {
+        let o = w.run(&["register-key", key.to_str().unwrap(), "-k", name]);
+        assert_user_error(&o, "EC2 takes up to 255 printable ASCII characters");
+    }
+    assert!(key_pair_names(&w).is_empty());
+}
+
+#[test]
+fn create_refuses_values_ec2_would_refuse_before_making_anything() {
+    let w = World::new("alice");
+    let key = ssh_keygen(w.home.path(), "k", "ed25519").with_extension("pub");
+    assert_success(&w.run(&["register-key", key.to_str().unwrap()]));
+    let role = "generic-debian-bookworm-box";
+    let long_ns = format!("/{}/", "a".repeat(44));
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--spot-bid", "NaN"],
+            "--spot-bid must be a price per hour above 0",
+        ),
+        (
+            &["--spot-bid", "inf"],
+            "--spot-bid must be a price per hour above 0",
+        ),
+        (
+            &["--spot-bid=-1"],
+            "--spot-bid must be a price per hour above 0",
+        ),
+        (&["-t", "x y"], "`x y` is not an EC2 instance type"),
+        (&["-t", "t3"], "`t3` is not an EC2 instance type"),
+        (
+            &["--root-volume-type", "bogus"],
+            "`bogus` is not an EBS volume type",
+        ),
+        (
+            &["--root-volume-size", "0"],
+            "--root-volume-size 0 is out of range",
+        ),
+        (
+            &["-n", &long_ns],
+            "use a namespace of at most 44 characters",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["create", role];
+        args.extend_from_slice(extra);
+        let o = w.run(&args);
+        assert_user_error(&o, want);
+    }
+    // Nothing was launched, and no security group made.
+    let d = w.ec2(&[("Action", "DescribeInstances")]);
+    assert!(xml_fields(&d, "instanceId").is_empty(), "{d}");
+    let g = w.ec2(&[("Action", "DescribeSecurityGroups")]);
+    assert_eq!(xml_fields(&g, "groupName"), ["default"], "{g}");
+}

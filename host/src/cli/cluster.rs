@@ -564,6 +564,9 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
             );
         }
     }
+    if let Some(t) = &args.leader_instance_type {
+        super::create::check_instance_type(t)?;
+    }
     if let Some(share) = &args.share {
         if !share.exists() {
             crate::bail_user!("--share `{}` does not exist", share.display());

@@ -69,6 +69,66 @@ pub struct RecreateArgs {
     pub json: bool,
 }
 
+/// EBS's volume types.
+const VOLUME_TYPES: &[&str] = &["gp3", "gp2", "io2", "io1", "st1", "sc1", "standard"];
+
+/// Whether `t` is shaped like an EC2 instance type: `family.size`, lower-case letters, digits
+/// and dashes (`t3.micro`, `m7i-flex.large`, `u-6tb1.metal`).
+fn is_instance_type(t: &str) -> bool {
+    let Some((family, size)) = t.split_once('.') else {
+        return false;
+    };
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    t.len() <= 64
+        && part(family)
+        && part(size)
+        && family.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// Refuses `t` unless it is shaped like an EC2 instance type.
+pub(super) fn check_instance_type(t: &str) -> Result<()> {
+    if !is_instance_type(t) {
+        crate::bail_user!(
+            "`{t}` is not an EC2 instance type: write it as family.size, like `t3.micro`"
+        );
+    }
+    Ok(())
+}
+
+/// Values EC2 would refuse, or take to mean something else, refused before anything is made.
+fn check_creation_values(c: &CreationArgs) -> Result<()> {
+    if let Some(bid) = c.spot_bid {
+        if !bid.is_finite() || bid <= 0.0 || bid > 1_000_000.0 {
+            crate::bail_user!(
+                "--spot-bid must be a price per hour above 0 (in USD, like 0.05), not `{bid}`"
+            );
+        }
+    }
+    if let Some(t) = &c.instance_type {
+        check_instance_type(t)?;
+    }
+    if let Some(t) = &c.root_volume_type {
+        if !VOLUME_TYPES.contains(&t.as_str()) {
+            crate::bail_user!(
+                "--root-volume-type `{t}` is not an EBS volume type: use one of {}",
+                VOLUME_TYPES.join(", ")
+            );
+        }
+    }
+    if let Some(gib) = c.root_volume_size {
+        if !(1..=65536).contains(&gib) {
+            crate::bail_user!(
+                "--root-volume-size {gib} is out of range: an EBS volume has 1 to 65536 GiB"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn options(c: &CreationArgs, t: &TerminationArgs) -> Result<CreateOptions> {
     creation_options(c, t.terminate, t.never_terminate)
 }
@@ -85,6 +145,7 @@ pub(super) fn creation_options(
     if c.spot_auto_zone && c.subnet.is_some() {
         crate::bail_user!("--spot-auto-zone cannot be combined with --subnet");
     }
+    check_creation_values(c)?;
     Ok(CreateOptions {
         keypair_globs: c.keypairs.clone(),
         instance_type: c.instance_type.clone(),
@@ -174,4 +235,19 @@ pub async fn recreate(args: RecreateArgs, g: &Globals) -> Result<i32> {
         g,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_instance_type;
+
+    #[test]
+    fn instance_types_are_family_dot_size() {
+        for t in ["t3.micro", "m7i-flex.large", "u-6tb1.metal", "p5e.48xlarge"] {
+            assert!(is_instance_type(t), "{t}");
+        }
+        for t in ["t3", "x y", ".micro", "t3.", "T3.micro", "3t.micro", "t3.micro;", ""] {
+            assert!(!is_instance_type(t), "{t}");
+        }
+    }
 }

@@ -38,7 +38,8 @@ pub async fn register_key(
     keypair: &str,
     force: bool,
 ) -> Result<Outcome> {
-    let text = std::fs::read_to_string(key_file).with_context(|| {
+    // A public key is a line: 64 KiB is plenty, and a device or FIFO is never read.
+    let text = crate::fsutil::read_small_text(key_file, 64 << 10).with_context(|| {
         format!(
             "failed to read the public key file `{}`",
             key_file.display()
@@ -50,6 +51,13 @@ pub async fn register_key(
     let name = ctx.resolve_keypair_name(keypair).await?;
     if name.is_empty() {
         bail_user!("the key pair name is empty; pass --keypair NAME");
+    }
+    // EC2's rule: up to 255 ASCII characters.
+    if name.len() > 255 || !name.is_ascii() || name.chars().any(|c| c.is_ascii_control()) {
+        bail_user!(
+            "`{}` cannot name a key pair: EC2 takes up to 255 printable ASCII characters",
+            name.chars().take(80).collect::<String>()
+        );
     }
     // Such names could never be matched literally by `-k` globs (`@bob` means IAM user bob).
     if name.starts_with('@')
