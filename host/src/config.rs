@@ -46,6 +46,11 @@ pub const TIMEOUTS: &[(&str, u64, &str)] = &[
     ("stop", 900, "running to stopped"),
     ("image", 3600, "until a new image is available"),
     ("terminate", 600, "until a terminated instance is gone"),
+    (
+        "api",
+        30,
+        "each attempt of an AWS API call (an operation, retries included, gets 4 times this)",
+    ),
 ];
 
 /// The configuration file as written, every key checked.
@@ -268,6 +273,7 @@ impl Config {
             stop: get("stop"),
             image: get("image"),
             terminate: get("terminate"),
+            api: get("api"),
         };
         Ok((t, values))
     }
@@ -314,6 +320,8 @@ pub struct Timeouts {
     pub image: Duration,
     /// Until a terminated instance is gone.
     pub terminate: Duration,
+    /// Each attempt of an AWS API call.
+    pub api: Duration,
 }
 
 struct Loaded {
@@ -364,6 +372,7 @@ pub fn timeouts() -> &'static Timeouts {
                 stop: d("stop"),
                 image: d("image"),
                 terminate: d("terminate"),
+                api: d("api"),
             }
         }),
     }

@@ -288,3 +288,37 @@ fn manual_pages_render_for_every_command() {
     let o = cgcloud_in(home.path(), &["man", "no-such-command"], None, &[]);
     assert_user_error(&o, "there is no command `no-such-command`");
 }
+
+#[test]
+fn an_endpoint_that_never_answers_fails_within_the_api_wait() {
+    // Accepts every connection and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let o = cgcloud_in(
+        home.path(),
+        &["list", "generic-debian-trixie-box"],
+        None,
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("CGCLOUD_ZONE", "us-west-2a"),
+            ("CGCLOUD_ME", "probe"),
+            ("CGCLOUD_TIMEOUT_API", "1"),
+        ],
+    );
+    assert_user_error(&o, "AWS did not answer in time");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}

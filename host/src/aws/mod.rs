@@ -21,8 +21,6 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 /// How long to wait for a TCP connection to an AWS endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one API operation may take, retries included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Lazily built AWS clients for one region.
 #[derive(Clone, Debug)]
@@ -33,9 +31,13 @@ pub struct Aws {
 impl Aws {
     /// Loads the standard configuration for `region`.
     pub async fn load(region: &str) -> Aws {
+        // An endpoint that accepts and never answers fails each attempt after the `api` wait
+        // (`CGCLOUD_TIMEOUT_API`), and the whole operation, retries included, after 4 times it.
+        let attempt = crate::config::timeouts().api;
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(attempt))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt.saturating_mul(4))
             .build();
         Aws {
             sdk: cgcloud_agent::sdk_config(region, timeouts).await,

@@ -246,7 +246,16 @@ mod tests {
         for t in ["t3.micro", "m7i-flex.large", "u-6tb1.metal", "p5e.48xlarge"] {
             assert!(is_instance_type(t), "{t}");
         }
-        for t in ["t3", "x y", ".micro", "t3.", "T3.micro", "3t.micro", "t3.micro;", ""] {
+        for t in [
+            "t3",
+            "x y",
+            ".micro",
+            "t3.",
+            "T3.micro",
+            "3t.micro",
+            "t3.micro;",
+            "",
+        ] {
             assert!(!is_instance_type(t), "{t}");
         }
     }
