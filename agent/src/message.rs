@@ -187,6 +187,53 @@ fn excerpt(s: &str) -> String {
 }
 
 #[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bodies as SQS may deliver them: any text, SNS envelopes around any text, and base64 of
+    /// JSON-ish text (the original's encoding).
+    fn body() -> impl Strategy<Value = String> {
+        // Objects with the fields the reader looks at, of right and wrong kinds.
+        let value = prop_oneof![
+            Just(serde_json::json!(null)),
+            any::<u64>().prop_map(|n| serde_json::json!(n)),
+            Just(serde_json::json!(ORIGINAL_VERSION)),
+            Just(serde_json::json!(VERSION)),
+            Just(serde_json::json!(TYPE_UPDATE_SSH_KEYS)),
+            Just(serde_json::json!(ORIGINAL_TYPE_UPDATE_SSH_KEYS)),
+            "[ -~]{0,20}".prop_map(|t| serde_json::json!(t)),
+            proptest::collection::vec("[ -~]{0,12}", 0..4).prop_map(|v| serde_json::json!(v)),
+        ];
+        let object = (value.clone(), value.clone(), "[a-z_]{1,12}", value).prop_map(
+            |(version, kind, key, extra)| {
+                serde_json::json!({"version": version, "type": kind, key: extra}).to_string()
+            },
+        );
+        let jsonish = prop_oneof![".{0,120}", object];
+        prop_oneof![
+            ".{0,300}",
+            jsonish.clone(),
+            jsonish.clone().prop_map(
+                |m| serde_json::json!({"Type": "Notification", "Message": m}).to_string()
+            ),
+            jsonish.prop_map(|m| STANDARD.encode(m)),
+            "\\{\"Type\": ?\"[A-Za-z]{0,12}\"\\}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Every body is a message, or poison with a reason: never a panic.
+        #[test]
+        fn any_body_is_read_without_panicking(b in body()) {
+            let _ = parse_body(&b);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

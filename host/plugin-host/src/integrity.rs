@@ -297,6 +297,37 @@ fn macho(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
 }
 
 #[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes a plugin file may hold: anything, and anything behind an ELF or Mach-O magic.
+    fn file() -> impl Strategy<Value = Vec<u8>> {
+        let magic = prop_oneof![
+            Just(b"\x7fELF".to_vec()),
+            Just(b"\x7fELF\x02\x01\x01".to_vec()),
+            Just(vec![0xcf, 0xfa, 0xed, 0xfe]),
+            Just(vec![0xca, 0xfe, 0xba, 0xbe]),
+            Just(Vec::new()),
+        ];
+        (magic, proptest::collection::vec(any::<u8>(), 0..600)).prop_map(|(mut m, rest)| {
+            m.extend(rest);
+            m
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// A plugin file of any content is judged, never a panic.
+        #[test]
+        fn any_file_is_judged_without_panicking(bytes in file()) {
+            let _ = check_structure(Path::new("x.so"), &bytes);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

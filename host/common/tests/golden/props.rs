@@ -186,3 +186,72 @@ proptest! {
         prop_assert_eq!(keypairs::glob_matches("*", &name), !name.contains('/'));
     }
 }
+
+/// A real ed25519 public key line.
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIE9lU1p+WCDnbtWwnLTFoEdjaA/2kZAi2hUQOv6dSy3 fuzz";
+
+/// Text shaped like a public key file: random text, key-type words with base64-ish noise, and
+/// a real key with one character changed or cut short.
+fn key_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        ".{0,200}",
+        (
+            prop_oneof![
+                Just("ssh-ed25519"),
+                Just("ssh-rsa"),
+                Just("ecdsa-sha2-nistp256"),
+                Just("ssh-dss")
+            ],
+            "[A-Za-z0-9+/=]{0,300}",
+            "( [ -~]{0,20})?"
+        )
+            .prop_map(|(t, b, c)| format!("{t} {b}{c}")),
+        (0..ED25519.len(), any::<char>()).prop_map(|(i, c)| {
+            let mut s: Vec<char> = ED25519.chars().collect();
+            s[i] = c;
+            s.into_iter().collect()
+        }),
+        (0..ED25519.len()).prop_map(|n| ED25519[..n].to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Whatever a key file holds, it is parsed or refused, never a panic; a key that parses
+    /// prints back as a line that parses to the same key.
+    #[test]
+    fn public_key_text_is_parsed_or_refused(text in key_like()) {
+        if let Ok(k) = cgcloud_common::keys::parse_public_key(&text) {
+            let line = k.openssh_line();
+            let again = cgcloud_common::keys::parse_public_key(&line).unwrap();
+            prop_assert_eq!(again.openssh_line(), line);
+        }
+    }
+
+    /// Console output, zones, ARNs and key pair globs from outside never make a parser panic.
+    #[test]
+    fn outside_text_never_panics(
+        console in "(.{0,60}\n){0,8}",
+        zone in "\\PC{0,30}",
+        arn in "[a-z0-9:/_@.*-]{0,60}",
+        glob in "\\PC{0,40}",
+    ) {
+        let with_keys = format!(
+            "{console}-----BEGIN SSH HOST KEY KEYS-----\n{console}-----END SSH HOST KEY KEYS-----\n"
+        );
+        let _ = cgcloud_common::console::host_keys(&console);
+        let _ = cgcloud_common::console::host_keys(&with_keys);
+        let _ = cgcloud_common::zone::region_of_zone(&zone);
+        let _ = cgcloud_common::arn::account_of_arn(&arn);
+        let _ = cgcloud_common::arn::partition_of_arn(&arn);
+        let _ = cgcloud_common::names::me_from_caller_arn(&arn);
+        let _ = keypairs::parse_glob(&glob);
+    }
+}
+
+#[test]
+fn the_real_key_parses() {
+    assert!(cgcloud_common::keys::parse_public_key(ED25519).is_ok());
+}
