@@ -46,6 +46,7 @@ pub const TIMEOUTS: &[(&str, u64, &str)] = &[
     ("stop", 900, "running to stopped"),
     ("image", 3600, "until a new image is available"),
     ("terminate", 600, "until a terminated instance is gone"),
+    ("step", 3600, "each command cgcloud or a role runs on a box"),
     (
         "api",
         30,
@@ -273,6 +274,7 @@ impl Config {
             stop: get("stop"),
             image: get("image"),
             terminate: get("terminate"),
+            step: get("step"),
             api: get("api"),
         };
         Ok((t, values))
@@ -320,6 +322,8 @@ pub struct Timeouts {
     pub image: Duration,
     /// Until a terminated instance is gone.
     pub terminate: Duration,
+    /// Each command run on a box.
+    pub step: Duration,
     /// Each attempt of an AWS API call.
     pub api: Duration,
 }
@@ -372,6 +376,7 @@ pub fn timeouts() -> &'static Timeouts {
                 stop: d("stop"),
                 image: d("image"),
                 terminate: d("terminate"),
+                step: d("step"),
                 api: d("api"),
             }
         }),

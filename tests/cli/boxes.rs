@@ -1386,3 +1386,32 @@ fn cluster_nodes_keep_their_persistent_volumes_across_a_stop_and_a_new_cluster()
     let v = volumes();
     assert!(xml_fields(&v, "volumeId").is_empty(), "{v}");
 }
+
+#[test]
+fn a_set_up_step_that_hangs_ends_the_run_naming_it_and_the_box_is_terminated() {
+    let c = Cloud::start();
+    let role = "hook-recorder-box";
+    let plugin = fixture_plugin("hook-recorder");
+    let mut cmd = c.cgcloud(&[
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "create",
+        role,
+        "-O",
+        "hang_setup=true",
+        "--json",
+    ]);
+    cmd.env("CGCLOUD_TIMEOUT_STEP", "20");
+    let started = std::time::Instant::now();
+    let o = run(cmd);
+    assert_user_error(&o, "`sleep 100000` on `i-");
+    assert!(
+        stderr(&o).contains("did not finish within 20s (CGCLOUD_TIMEOUT_STEP)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(300));
+    // The box was terminated, as after any failed set-up without -N.
+    let o = c.run_with_plugin("hook-recorder", &["list", role, "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]", "{}", stderr(&o));
+}

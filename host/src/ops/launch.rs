@@ -274,16 +274,12 @@ pub async fn wait_ready(
     let t = phases.record("boot-to-ssh", t);
     ctx.shell
         .status(&target.instance_id, "waiting for cloud-init to finish");
-    let run = remote.run("cloud-init status --wait --long || cloud-init status --wait");
-    let out = tokio::time::timeout(timeouts().cloud_init, run)
-        .await
-        .map_err(|_| {
-            user_error!(
-                "cloud-init on `{}` did not finish within {}s",
-                target.instance_id,
-                timeouts().cloud_init.as_secs()
-            )
-        })??;
+    let out = remote
+        .run_waiting(
+            "cloud-init status --wait --long || cloud-init status --wait",
+            timeouts().cloud_init,
+        )
+        .await?;
     match out.status {
         0 => {}
         // NOTE: cloud-init 23.4 and later exit 2 for "done, with recoverable errors".

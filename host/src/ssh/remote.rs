@@ -26,9 +26,6 @@ pub fn cancel() {
     CANCELLED.store(true, Ordering::SeqCst);
 }
 
-/// How long one remote command of a hook may run.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// An open SSH connection to a box.
 pub struct Remote {
     pub target: Target,
@@ -130,8 +127,23 @@ impl Remote {
         self.run_with_stdin(command, None).await
     }
 
-    /// Runs a command with `input` on its standard input.
+    /// Runs a command with `input` on its standard input, for at most the `step` wait.
     pub async fn run_with_stdin(&self, command: &str, input: Option<&[u8]>) -> Result<CmdOutput> {
+        self.run_bounded(command, input, None).await
+    }
+
+    /// Runs a command that waits for something with a wait of its own (`limit`), which then
+    /// bounds it in place of the `step` wait.
+    pub async fn run_waiting(&self, command: &str, limit: Duration) -> Result<CmdOutput> {
+        self.run_bounded(command, None, Some(limit)).await
+    }
+
+    async fn run_bounded(
+        &self,
+        command: &str,
+        input: Option<&[u8]>,
+        limit: Option<Duration>,
+    ) -> Result<CmdOutput> {
         // The command line goes to the login shell as ssh sends it: no extra `sh -c` layer.
         let mut cmd = self.session.raw_command(command);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -153,13 +165,18 @@ impl Remote {
             }
             child.wait_with_output().await
         };
-        let out = tokio::time::timeout(COMMAND_TIMEOUT, run)
+        // Every command on a box is bounded (`CGCLOUD_TIMEOUT_STEP`): a set-up step that hangs
+        // ends the run with this error, and `create` terminates the box unless -N.
+        let step = limit.is_none();
+        let limit = limit.unwrap_or(crate::config::timeouts().step);
+        let out = tokio::time::timeout(limit, run)
             .await
             .map_err(|_| {
                 user_error!(
-                    "`{command}` on `{}` did not finish within {}s",
+                    "`{command}` on `{}` did not finish within {}s{}",
                     self.target.instance_id,
-                    COMMAND_TIMEOUT.as_secs()
+                    limit.as_secs(),
+                    if step { " (CGCLOUD_TIMEOUT_STEP)" } else { "" }
                 )
             })?
             .map_err(|e| {
