@@ -1401,12 +1401,12 @@ fn a_set_up_step_that_hangs_ends_the_run_naming_it_and_the_box_is_terminated() {
         "hang_setup=true",
         "--json",
     ]);
-    cmd.env("CGCLOUD_TIMEOUT_STEP", "20");
+    cmd.env("CGCLOUD_TIMEOUT_STEP", "10");
     let started = std::time::Instant::now();
     let o = run(cmd);
     assert_user_error(&o, "`sleep 100000` on `i-");
     assert!(
-        stderr(&o).contains("did not finish within 20s (CGCLOUD_TIMEOUT_STEP)"),
+        stderr(&o).contains("did not finish within 10s (CGCLOUD_TIMEOUT_STEP)"),
         "{}",
         stderr(&o)
     );
