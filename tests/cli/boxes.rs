@@ -1388,10 +1388,17 @@ fn cluster_nodes_keep_their_persistent_volumes_across_a_stop_and_a_new_cluster()
 }
 
 #[test]
-fn a_set_up_step_that_hangs_ends_the_run_naming_it_and_the_box_is_terminated() {
+fn a_set_up_step_that_hangs_or_loses_its_connection_ends_the_run_naming_it_and_the_box_is_terminated(
+) {
     let c = Cloud::start();
     let role = "hook-recorder-box";
     let plugin = fixture_plugin("hook-recorder");
+    // A connection cut in the middle of the set-up: the command that was running is named.
+    let o = c.run_with_plugin("hook-recorder", &["create", role, "-O", "drop_ssh=true"]);
+    assert_user_error(&o, "`sudo pkill -KILL -f 'sshd: admin'` on `i-");
+    let o = c.run_with_plugin("hook-recorder", &["list", role, "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]", "{}", stderr(&o));
+    // A step that hangs: bounded by the step wait.
     let mut cmd = c.cgcloud(&[
         "--plugin",
         plugin.to_str().unwrap(),
