@@ -198,6 +198,14 @@ pub async fn attach(ctx: &Context, instance_id: &str, spec: &VolumeSpec) -> Resu
             if attached_to(&v, instance_id) {
                 return Ok(id);
             }
+            if v.attachments()
+                .iter()
+                .any(|a| a.instance_id() == Some(instance_id))
+            {
+                // Being attached to this node already (an earlier try): wait for it.
+                wait_for(ctx, &id, "attached", |v| attached_to(v, instance_id)).await?;
+                return Ok(id);
+            }
             if let Some(other) = v.attachments().iter().find_map(|a| a.instance_id()) {
                 bail_user!(
                     "volume `{id}` (`{}`) is attached to `{other}`; a node's volume serves one node",
