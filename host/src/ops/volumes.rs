@@ -313,7 +313,14 @@ rc=0
 blkid -p "$path" >/dev/null 2>&1 || rc=$?
 case $rc in
   0) ;;
-  2) mkfs.ext4 -q -L cgcloud-data "$path" ;;
+  2)
+    # Debian 13 no longer installs e2fsprogs everywhere.
+    if ! command -v mkfs.ext4 >/dev/null; then
+      command -v apt-get >/dev/null || {{ echo "mkfs.ext4 is missing and there is no apt-get to install e2fsprogs" >&2; exit 1; }}
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -q e2fsprogs >/dev/null || {{ apt-get update -q >/dev/null && apt-get install -y -q e2fsprogs >/dev/null; }}
+    fi
+    mkfs.ext4 -q -L cgcloud-data "$path" ;;
   *) echo "blkid could not read $path (exit $rc); not formatting or mounting it" >&2; exit 1 ;;
 esac
 mkdir -p {mnt}
@@ -423,7 +430,8 @@ mod tests {
     fn the_mount_script_formats_only_a_blank_device_and_mounts_it_at_every_boot() {
         let s = mount_script("vol-0123abc");
         assert!(s.contains("nvme-Amazon_Elastic_Block_Store_vol0123abc"));
-        assert!(s.contains("2) mkfs.ext4 -q -L cgcloud-data \"$path\""));
+        assert!(s.contains("mkfs.ext4 -q -L cgcloud-data \"$path\" ;;"));
+        assert!(s.contains("apt-get install -y -q e2fsprogs"));
         assert!(s.contains("defaults,nofail,noauto"));
         assert!(s.contains("systemctl enable --quiet cgcloud-persistent.service"));
         assert!(s.starts_with("set -eu"));

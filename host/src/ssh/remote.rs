@@ -202,9 +202,15 @@ impl Remote {
         input: Option<&[u8]>,
         what: &str,
     ) -> Result<CmdOutput> {
+        // A script is long: errors name what it does (`what`), not its text.
         let out = self
             .run_with_stdin(&format!("sudo -n sh -c {}", quote(script)), input)
-            .await?;
+            .await
+            .map_err(|e| {
+                let why = crate::errors::one_line(&e);
+                let why = why.rsplit_once("`: ").map_or(why.as_str(), |(_, w)| w);
+                user_error!("{what} on `{}` failed: {why}", self.target.instance_id)
+            })?;
         if out.status != 0 {
             bail_user!("{}", failure(&self.target.instance_id, what, &out));
         }
