@@ -313,7 +313,7 @@ pub async fn terminate_cluster(args: TerminateClusterArgs, g: &Globals) -> Resul
         .filter_map(|(_, i)| {
             let name = crate::aws::tag(i.tags(), "Name")?;
             let ordinal = crate::aws::tag(i.tags(), cluster::ORDINAL_TAG)?;
-            Some(format!("{name}__{ordinal}"))
+            Some(volumes::volume_name(name, ordinal))
         })
         .collect();
     let kept: Vec<_> = volumes::find(&b.ctx, cluster_name, None)

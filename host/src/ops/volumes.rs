@@ -58,12 +58,18 @@ impl VolumeSpec {
         zone: &str,
     ) -> VolumeSpec {
         VolumeSpec {
-            name: format!("{node_name}__{ordinal}"),
+            name: volume_name(node_name, &ordinal.to_string()),
             cluster: cluster.to_string(),
             size_gb,
             zone: zone.to_string(),
         }
     }
+}
+
+/// The name of the volume of the node named `node_name` (its Name tag) at cluster ordinal
+/// `ordinal`, as the original named them.
+pub fn volume_name(node_name: &str, ordinal: &str) -> String {
+    format!("{node_name}__{ordinal}")
 }
 
 /// Checks `--ebs-volume-size` before anything is launched.
