@@ -490,7 +490,8 @@ pub fn substitute_packages(packages: &[String], subs: &[Substitution]) -> Vec<St
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CmdOutput {
-    /// The exit status; `-1` if the command was killed by a signal.
+    /// The exit status as the account's login shell reports it: 0 to 255, 127 for a command
+    /// not found, 128 + N for a command killed by signal N.
     pub status: i32,
     pub stdout: String,
     pub stderr: String,

@@ -101,6 +101,46 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
     }
 }
 
+/// Reads a regular file of at most `limit` bytes. Anything else (a FIFO, a device, a
+/// directory, a larger file) is an error of kind `InvalidInput` that says what the path is,
+/// without blocking on it or reading it whole.
+pub fn read_small(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(invalid(what.to_string()));
+    }
+    // O_NONBLOCK: should the path have been swapped for a FIFO since, opening does not hang.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(o_nonblock())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(invalid("not a regular file".to_string()));
+    }
+    let mut data = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(invalid(format!("larger than {limit} bytes")));
+    }
+    Ok(data)
+}
+
+/// `O_NONBLOCK`: 0o4000 on Linux (x86_64 and arm64 alike), 4 on macOS.
+const fn o_nonblock() -> i32 {
+    if cfg!(target_os = "macos") {
+        0x0004
+    } else {
+        0o4000
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

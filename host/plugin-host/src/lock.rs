@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 
+/// The largest lock file read: a few hundred bytes an entry.
+pub const LOCK_LIMIT: u64 = 1 << 20;
+
 /// One trusted plugin file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockEntry {
@@ -24,14 +27,29 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Reads `path`; a missing file is an empty lock.
+    /// Reads `path`: a regular file of at most [`LOCK_LIMIT`] bytes (a FIFO, a device or a
+    /// huge file is refused without blocking or reading it whole); a missing file is an empty
+    /// lock.
     pub fn read(path: &Path) -> Result<Lock, PluginError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| PluginError::BadLock(path.to_path_buf(), first_line(&e.to_string()))),
+        match cgcloud_common::fsutil::read_small(path, LOCK_LIMIT) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    PluginError::BadLock(path.to_path_buf(), "it is not UTF-8 text".into())
+                })?;
+                Self::parse(&text).map_err(|why| PluginError::BadLock(path.to_path_buf(), why))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(PluginError::BadLock(
+                path.to_path_buf(),
+                format!("it is {e}"),
+            )),
             Err(e) => Err(PluginError::Io(path.to_path_buf(), e)),
         }
+    }
+
+    /// Parses a lock file's text; the error is one line.
+    pub fn parse(text: &str) -> Result<Lock, String> {
+        toml::from_str(text).map_err(|e| first_line(&e.to_string()))
     }
 
     /// Writes `path` atomically (temporary file in the same directory, then rename).
@@ -135,6 +153,35 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_that_is_no_small_regular_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.lock");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let big = dir.path().join("big.lock");
+        std::fs::write(&big, vec![b'#'; LOCK_LIMIT as usize + 1]).unwrap();
+        let binary = dir.path().join("binary.lock");
+        std::fs::write(&binary, [0xff, 0xfe, 0]).unwrap();
+        for (path, why) in [
+            (fifo, "it is not a regular file"),
+            (big, "it is larger than 1048576 bytes"),
+            (dir.path().to_path_buf(), "it is a directory"),
+            (binary, "it is not UTF-8 text"),
+        ] {
+            let e = Lock::read(&path).unwrap_err();
+            assert!(e.to_string().contains(why), "{}: {e}", path.display());
+            assert!(e.to_string().contains("is malformed"), "{e}");
+        }
+        assert_eq!(
+            Lock::read(&dir.path().join("missing")).unwrap(),
+            Lock::default()
+        );
+    }
+
+    #[test]
     fn the_data_directory_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("a/b/cgcloud");
@@ -147,5 +194,86 @@ mod tests {
             0o700,
             "an existing open directory is made private"
         );
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! The lock file and the build-info string are read from files anyone may hand cgcloud.
+    use super::*;
+    use cgcloud_plugin_api::BuildInfo;
+    use proptest::prelude::*;
+
+    /// Text shaped like a lock file: its keys and brackets among arbitrary characters.
+    fn lockish() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            Just("[[plugin]]\n".to_string()),
+            Just("name = ".to_string()),
+            Just("version = ".to_string()),
+            Just("abi = ".to_string()),
+            Just("file = ".to_string()),
+            Just("sha256 = ".to_string()),
+            Just("\"".to_string()),
+            Just("\n".to_string()),
+            "[ -~]{0,12}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(part, 0..24).prop_map(|p| p.concat())
+    }
+
+    /// Bytes holding a build-info string, whole, cut or garbled, among arbitrary bytes.
+    fn with_build_info() -> impl Strategy<Value = Vec<u8>> {
+        let field = prop_oneof![
+            "abi=[0-9]{0,12}",
+            "api=[ -~]{0,10}",
+            "panic=(unwind|abort|)",
+            "name=[ -~]{0,10}",
+            "version=[ -~]{0,10}",
+            "[ -~]{0,8}",
+        ];
+        (
+            proptest::collection::vec(any::<u8>(), 0..200),
+            proptest::collection::vec(field, 0..7),
+            prop_oneof![Just(";end"), Just(""), Just(";en")],
+            proptest::collection::vec(any::<u8>(), 0..200),
+        )
+            .prop_map(|(before, fields, end, after)| {
+                let mut b = before;
+                b.extend_from_slice(cgcloud_plugin_api::abi::BUILD_INFO_PREFIX.as_bytes());
+                b.extend_from_slice(fields.join(";").as_bytes());
+                b.extend_from_slice(end.as_bytes());
+                b.extend(after);
+                b
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any lock text is parsed or refused with one line, never a panic; what parses writes
+        /// back to the same lock.
+        #[test]
+        fn any_lock_text_is_judged(text in lockish()) {
+            if let Ok(lock) = Lock::parse(&text) {
+                let again = toml::to_string(&lock).unwrap();
+                prop_assert_eq!(Lock::parse(&again).unwrap(), lock);
+            } else if let Err(why) = Lock::parse(&text) {
+                prop_assert!(!why.contains('\n'));
+            }
+        }
+
+        /// Any bytes are searched for a build-info string without a panic; what is found has
+        /// an ABI and a name.
+        #[test]
+        fn any_build_info_is_judged(bytes in with_build_info()) {
+            if let Some(info) = BuildInfo::find(&bytes) {
+                prop_assert!(info.abi != 0 && !info.name.is_empty());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_hold_no_build_info(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = BuildInfo::find(&bytes);
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! `StrictHostKeyChecking yes` and points at that file, so a recycled IP address or DNS name
 //! never prompts and never connects to the wrong machine. Nothing here accepts an unknown key.
 
+pub mod executor;
 pub mod hostkey;
 pub mod known_hosts;
 pub mod remote;

@@ -13,6 +13,7 @@ use cgcloud_plugin_host::HostServices;
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 
+use super::executor::{Executor, StepError};
 use super::{BoxConfig, SshSettings, Target, CONNECT_TIMEOUT};
 use crate::errors::Result;
 use crate::shell::Shell;
@@ -30,7 +31,22 @@ pub fn cancel() {
 pub struct Remote {
     pub target: Target,
     session: Arc<Session>,
+    /// The step runner on the box ([`super::executor`]), started at the first command.
+    runner: tokio::sync::Mutex<Runner>,
+    shell: Shell,
 }
+
+/// The state of a connection's step runner.
+enum Runner {
+    /// Not started yet.
+    Untried,
+    Ready(Executor),
+    /// It could not start on this box: every command gets a channel of its own.
+    Off,
+}
+
+/// How long the step runner may take to start before cgcloud does without it.
+const RUNNER_START: Duration = Duration::from_secs(20);
 
 /// Quotes a string for a POSIX shell: the plugin API's `shell_quote`, which roles use too.
 pub use cgcloud_plugin_api::features::shell_quote as quote;
@@ -70,6 +86,8 @@ impl Remote {
                     return Ok(Remote {
                         target: target.clone(),
                         session: Arc::new(session),
+                        runner: tokio::sync::Mutex::new(Runner::Untried),
+                        shell: shell.clone(),
                     })
                 }
                 Err(e) => {
@@ -144,7 +162,116 @@ impl Remote {
         input: Option<&[u8]>,
         limit: Option<Duration>,
     ) -> Result<CmdOutput> {
-        // The command line goes to the login shell as ssh sends it: no extra `sh -c` layer.
+        let run = async {
+            match self.through_runner(command, input).await {
+                Ok(Some(out)) => Ok(out),
+                Ok(None) => self.on_a_channel(command, input).await,
+                Err(why) => Err(why),
+            }
+        };
+        // Every command on a box is bounded (`CGCLOUD_TIMEOUT_STEP`): a set-up step that hangs
+        // ends the run with this error, and `create` terminates the box unless -N.
+        let step = limit.is_none();
+        let limit = limit.unwrap_or(crate::config::timeouts().step);
+        let (status, stdout, stderr) = tokio::time::timeout(limit, run)
+            .await
+            .map_err(|_| {
+                user_error!(
+                    "`{command}` on `{}` did not finish within {}s{}",
+                    self.target.instance_id,
+                    limit.as_secs(),
+                    if step { " (CGCLOUD_TIMEOUT_STEP)" } else { "" }
+                )
+            })?
+            .map_err(|why| {
+                user_error!(
+                    "failed to run `{command}` on `{}`: {why}",
+                    self.target.instance_id,
+                )
+            })?;
+        Ok(CmdOutput::new(
+            status,
+            &String::from_utf8_lossy(&stdout),
+            &String::from_utf8_lossy(&stderr),
+        ))
+    }
+
+    /// Runs a command through the connection's step runner, starting it first if this is the
+    /// first command. `Ok(None)`: the runner cannot take it (it could not start on this box, it
+    /// is busy with another thread's command, or nothing of the command ran), so it gets a
+    /// channel of its own. A command whose answer was lost is an error: it may have run.
+    async fn through_runner(
+        &self,
+        command: &str,
+        input: Option<&[u8]>,
+    ) -> std::result::Result<Option<RunOutput>, String> {
+        let Ok(mut runner) = self.runner.try_lock() else {
+            return Ok(None);
+        };
+        if matches!(&*runner, Runner::Ready(e) if !e.usable()) {
+            // A step was abandoned half-way (its wait ran out): start afresh.
+            *runner = Runner::Untried;
+        }
+        if matches!(&*runner, Runner::Untried) {
+            *runner = match self.start_runner().await {
+                Ok(exec) => {
+                    self.shell.debug(format!(
+                        "{}: running commands through one shell on the box",
+                        self.target.instance_id
+                    ));
+                    Runner::Ready(exec)
+                }
+                Err(why) => {
+                    self.shell.debug(format!(
+                        "{}: running each command on a channel of its own: the step runner did not start ({why})",
+                        self.target.instance_id
+                    ));
+                    Runner::Off
+                }
+            };
+        }
+        let Runner::Ready(exec) = &mut *runner else {
+            return Ok(None);
+        };
+        match exec.step(command, input).await {
+            Ok(out) => Ok(Some((out.status, out.stdout, out.stderr))),
+            Err(StepError::NotRun(why)) => {
+                self.shell.debug(format!(
+                    "{}: running `{command}` on a channel of its own: {why}",
+                    self.target.instance_id
+                ));
+                Ok(None)
+            }
+            Err(StepError::Lost(why)) => {
+                *runner = Runner::Untried;
+                Err(why)
+            }
+        }
+    }
+
+    /// Starts `sh` on a channel of its own and hands it the runner's prologue.
+    async fn start_runner(&self) -> std::result::Result<Executor, String> {
+        let mut cmd = Session::to_raw_command(self.session.clone(), "exec sh");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = tokio::time::timeout(RUNNER_START, cmd.spawn())
+            .await
+            .map_err(|_| "no channel within the wait".to_string())?
+            .map_err(|e| error_text(&e))?;
+        let (Some(input), Some(output)) = (child.stdin().take(), child.stdout().take()) else {
+            return Err("its channel has no standard input or output".to_string());
+        };
+        Executor::start(input, output, Box::new(child), RUNNER_START).await
+    }
+
+    /// Runs a command on a channel of its own: the login shell runs the command line as ssh
+    /// sends it (no extra `sh -c` layer).
+    async fn on_a_channel(
+        &self,
+        command: &str,
+        input: Option<&[u8]>,
+    ) -> std::result::Result<RunOutput, String> {
         let mut cmd = self.session.raw_command(command);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if input.is_some() {
@@ -165,32 +292,21 @@ impl Remote {
             }
             child.wait_with_output().await
         };
-        // Every command on a box is bounded (`CGCLOUD_TIMEOUT_STEP`): a set-up step that hangs
-        // ends the run with this error, and `create` terminates the box unless -N.
-        let step = limit.is_none();
-        let limit = limit.unwrap_or(crate::config::timeouts().step);
-        let out = tokio::time::timeout(limit, run)
-            .await
-            .map_err(|_| {
-                user_error!(
-                    "`{command}` on `{}` did not finish within {}s{}",
-                    self.target.instance_id,
-                    limit.as_secs(),
-                    if step { " (CGCLOUD_TIMEOUT_STEP)" } else { "" }
+        match run.await {
+            Ok(out) => Ok((out.status.code().unwrap_or(-1), out.stdout, out.stderr)),
+            // The library turns the shell's 127 into an error; a step sees the status, as the
+            // step runner reports it.
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok((
+                127,
+                Vec::new(),
+                format!(
+                    "{}: command not found",
+                    command.split_whitespace().next().unwrap_or_default()
                 )
-            })?
-            .map_err(|e| {
-                user_error!(
-                    "failed to run `{command}` on `{}`: {}",
-                    self.target.instance_id,
-                    error_text(&e)
-                )
-            })?;
-        Ok(CmdOutput::new(
-            out.status.code().unwrap_or(-1),
-            &String::from_utf8_lossy(&out.stdout),
-            &String::from_utf8_lossy(&out.stderr),
-        ))
+                .into_bytes(),
+            )),
+            Err(e) => Err(error_text(&e)),
+        }
     }
 
     /// Runs the shell script `script` as root (`sudo -n sh -c`), with `input` on its standard
@@ -217,13 +333,24 @@ impl Remote {
         Ok(out)
     }
 
-    /// Closes the master connection.
+    /// Ends the step runner (its shell removes its temporary folder) and closes the master
+    /// connection.
     pub async fn close(self) {
+        if let Runner::Ready(exec) = self.runner.into_inner() {
+            if let Some(process) = exec.finish().await {
+                if let Ok(child) = process.downcast::<openssh::Child<Arc<Session>>>() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+                }
+            }
+        }
         if let Ok(session) = Arc::try_unwrap(self.session) {
             let _ = session.close().await;
         }
     }
 }
+
+/// A command's exit status, stdout and stderr.
+type RunOutput = (i32, Vec<u8>, Vec<u8>);
 
 /// A failed remote command: its command, the box, the exit code, and its stderr between rulers.
 pub fn failure(instance_id: &str, command: &str, out: &CmdOutput) -> String {
