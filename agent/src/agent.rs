@@ -275,6 +275,17 @@ impl Agent {
     /// One long poll of up to `wait_seconds`; every message received is classified, logged if
     /// it is not an update, and deleted.
     pub async fn receive(&mut self, wait_seconds: i32) -> anyhow::Result<Batch> {
+        let (batch, delete) = self.receive_only(wait_seconds).await?;
+        delete.await;
+        Ok(batch)
+    }
+
+    /// [`Agent::receive`] without the deletion, which it returns to run beside the reconcile
+    /// that the batch asks for: the keys reach the files one SQS round trip sooner.
+    async fn receive_only(
+        &mut self,
+        wait_seconds: i32,
+    ) -> anyhow::Result<(Batch, impl Future<Output = ()> + 'static)> {
         let Some(w) = &self.queue else {
             bail!("the notification queue is not set up");
         };
@@ -337,13 +348,16 @@ impl Agent {
                 );
             }
         }
-        if !entries.is_empty() {
+        let sqs = self.clients.sqs.clone();
+        let queue_url = w.queue_url.clone();
+        let delete = async move {
+            if entries.is_empty() {
+                return;
+            }
             let deleted = tokio::time::timeout(
                 RECEIVE_SLACK,
-                self.clients
-                    .sqs
-                    .delete_message_batch()
-                    .queue_url(&w.queue_url)
+                sqs.delete_message_batch()
+                    .queue_url(queue_url)
                     .set_entries(Some(entries))
                     .send(),
             )
@@ -357,8 +371,8 @@ impl Agent {
                 Ok(Err(e)) => log::warn(format!("failed to delete messages: {}", describe(&e))),
                 Err(_) => log::warn("deleting messages timed out"),
             }
-        }
-        Ok(batch)
+        };
+        Ok((batch, delete))
     }
 
     /// One turn of the loop: set up the queue if due, wait for a notification or the next
@@ -384,12 +398,14 @@ impl Agent {
         let now = Instant::now();
         let due_in = self.next_reconcile.saturating_duration_since(now);
         let mut update = false;
+        let mut delete = None;
         if self.queue.is_some() && due_in >= Duration::from_secs(1) {
             let wait = due_in.as_secs().min(LONG_POLL_SECONDS as u64) as i32;
-            match self.receive(wait).await {
-                Ok(b) => {
+            match self.receive_only(wait).await {
+                Ok((b, d)) => {
                     self.receive_failures = 0;
                     update = b.update;
+                    delete = Some(d);
                 }
                 Err(e) => {
                     self.receive_failures += 1;
@@ -406,19 +422,30 @@ impl Agent {
             tokio::time::sleep(pause).await;
         }
         if !update && Instant::now() < self.next_reconcile {
+            if let Some(d) = delete {
+                d.await;
+            }
             return None;
         }
-        let result = self.reconcile().await;
+        // The messages are deleted while the keys are fetched and written, not before.
+        let started = Instant::now();
+        let (result, ()) = tokio::join!(self.reconcile(), async {
+            if let Some(d) = delete {
+                d.await;
+            }
+        });
         match &result {
             Ok(r) => {
                 self.failures = 0;
                 self.next_reconcile = Instant::now() + self.config.interval;
                 if !r.written.is_empty() {
                     log::info(format!(
-                        "wrote {} keys ({}) for `{}`",
+                        "wrote {} keys ({}) for `{}` in {} ms{}",
                         r.keys,
                         r.hash,
-                        r.written.join("`, `")
+                        r.written.join("`, `"),
+                        started.elapsed().as_millis(),
+                        if update { ", notified" } else { "" }
                     ));
                 }
                 for m in &r.missing {

@@ -45,6 +45,11 @@ pub struct Wiring {
 /// use only the queue whose tag equals its own `ec2:SourceInstanceARN`.
 pub const QUEUE_INSTANCE_TAG: &str = "cgcloud:instance-arn";
 
+/// Tag on an instance's queue holding the ARN of its subscription to the namespace's topic, so
+/// that removing the wiring unsubscribes it directly instead of listing the topic's
+/// subscriptions (one page per hundred boxes, for every box removed).
+pub const QUEUE_SUBSCRIPTION_TAG: &str = "cgcloud:subscription";
+
 /// An instance's queue, as its agent uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceQueue {
@@ -220,8 +225,17 @@ pub async fn ensure_instance_wiring(
                 describe(&e)
             )
         })?;
+    let subscription_arn = sub.subscription_arn().unwrap_or_default().to_string();
+    if !subscription_arn.is_empty() {
+        sqs.tag_queue()
+            .queue_url(&queue_url)
+            .tags(QUEUE_SUBSCRIPTION_TAG, &subscription_arn)
+            .send()
+            .await
+            .map_err(|e| anyhow!("failed to tag SQS queue `{name}`: {}", describe(&e)))?;
+    }
     Ok(Wiring {
-        subscription_arn: sub.subscription_arn().unwrap_or_default().to_string(),
+        subscription_arn,
         topic_arn,
         queue_url,
         queue_arn,
@@ -330,20 +344,70 @@ pub async fn delete_instance_wiring(
 ) -> anyhow::Result<Removed> {
     let name = queue_name(ns, instance_id)?;
     let mut removed = Removed::default();
-    if let Some(topic_arn) = find_topic(sns, ns).await? {
-        for (arn, endpoint) in sqs_subscriptions(sns, &topic_arn).await? {
-            if endpoint.starts_with("arn:") && last_segment(&endpoint) == name {
-                unsubscribe(sns, &arn).await?;
-                removed.subscriptions.push(arn);
+    let url = queue_url(sqs, &name).await?;
+    // The subscription the queue's tag names, if it is one of the namespace's topic: no listing.
+    let tagged = match &url {
+        Some(url) => tagged_subscription(sqs, url, &name, ns).await?,
+        None => None,
+    };
+    if let Some(arn) = tagged {
+        unsubscribe(sns, &arn).await?;
+        removed.subscriptions.push(arn);
+    } else if url.is_some() {
+        // A queue made before the tag: find its subscription on the topic. (Without a queue
+        // there is nothing to look for per instance: a box made without the agent, or wiring
+        // removed already; `cgcloud cleanup` sweeps subscriptions whose queue is gone.)
+        if let Some(topic_arn) = find_topic(sns, ns).await? {
+            for (arn, endpoint) in sqs_subscriptions(sns, &topic_arn).await? {
+                if endpoint.starts_with("arn:") && last_segment(&endpoint) == name {
+                    unsubscribe(sns, &arn).await?;
+                    removed.subscriptions.push(arn);
+                }
             }
         }
     }
-    if let Some(url) = queue_url(sqs, &name).await? {
+    if let Some(url) = url {
         if delete_queue(sqs, &url, &name).await? {
             removed.queues.push(name);
         }
     }
     Ok(removed)
+}
+
+/// The subscription ARN in a queue's [`QUEUE_SUBSCRIPTION_TAG`], if it is a subscription of
+/// the namespace's topic (anything else is never unsubscribed on the tag's word).
+async fn tagged_subscription(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    name: &str,
+    ns: &Namespace,
+) -> anyhow::Result<Option<String>> {
+    let tags = match sqs.list_queue_tags().queue_url(url).send().await {
+        Ok(out) => out,
+        Err(e) if is_missing_queue(&e) => return Ok(None),
+        Err(e) => {
+            return Err(anyhow!(
+                "failed to read the tags of SQS queue `{name}`: {}",
+                describe(&e)
+            ))
+        }
+    };
+    let arn = tags
+        .tags()
+        .and_then(|t| t.get(QUEUE_SUBSCRIPTION_TAG))
+        .cloned();
+    Ok(arn.filter(|a| is_topic_subscription(a, &names::topic_name(ns))))
+}
+
+/// Whether `arn` is a subscription of the SNS topic named `topic`:
+/// `arn:<partition>:sns:<region>:<account>:<topic>:<id>`.
+fn is_topic_subscription(arn: &str, topic: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 7
+        && parts[0] == "arn"
+        && parts[2] == "sns"
+        && parts[5] == topic
+        && !parts[6].is_empty()
 }
 
 /// The `(name, URL)` of every queue named like one of the namespace's agent queues, in this
@@ -437,7 +501,26 @@ pub async fn publish_update(
 
 #[cfg(test)]
 mod tests {
-    use super::last_segment;
+    use super::{is_topic_subscription, last_segment};
+
+    #[test]
+    fn only_subscriptions_of_the_topic_are_taken_from_a_tag() {
+        let topic = "cgcloud-agents_alice";
+        assert!(is_topic_subscription(
+            "arn:aws:sns:us-west-2:123456789012:cgcloud-agents_alice:5e3f",
+            topic
+        ));
+        for bad in [
+            "arn:aws:sns:us-west-2:123456789012:cgcloud-agents_bob:5e3f",
+            "arn:aws:sns:us-west-2:123456789012:cgcloud-agents_alice",
+            "arn:aws:sns:us-west-2:123456789012:cgcloud-agents_alice:",
+            "arn:aws:sqs:us-west-2:123456789012:cgcloud-agents_alice:5e3f",
+            "arn:aws:sns:us-west-2:123456789012:cgcloud-agents_alice:5e3f:x",
+            "",
+        ] {
+            assert!(!is_topic_subscription(bad, topic), "{bad}");
+        }
+    }
 
     #[test]
     fn queue_names_from_arns_and_urls() {

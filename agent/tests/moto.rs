@@ -339,11 +339,50 @@ async fn deleting_wiring_leaves_no_dangling_subscription_and_nothing_foreign() {
         .await
         .unwrap();
 
+    // Each queue names its subscription in a tag, so removing it lists nothing.
+    for w in [&w1, &w2] {
+        let tags = c
+            .sqs
+            .list_queue_tags()
+            .queue_url(&w.queue_url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            tags.tags()
+                .unwrap()
+                .get(cgcloud_agent::QUEUE_SUBSCRIPTION_TAG),
+            Some(&w.subscription_arn)
+        );
+    }
+    let removed = delete_instance_wiring(&c.sqs, &c.sns, &n, I2)
+        .await
+        .unwrap();
+    assert_eq!(removed.subscriptions, vec![w2.subscription_arn.clone()]);
+    let w2 = ensure_instance_wiring(&c.sqs, &c.sns, &n, I2, &instance_arn(I2))
+        .await
+        .unwrap();
+    // A tag naming a subscription of another topic is never taken at its word: this queue
+    // claims `/alice/sub/`'s subscription; the removal finds its own on the topic instead.
+    c.sqs
+        .tag_queue()
+        .queue_url(&w1.queue_url)
+        .tags(
+            cgcloud_agent::QUEUE_SUBSCRIPTION_TAG,
+            &other.subscription_arn,
+        )
+        .send()
+        .await
+        .unwrap();
     let removed = delete_instance_wiring(&c.sqs, &c.sns, &n, I1)
         .await
         .unwrap();
     assert_eq!(removed.queues, vec![queue_name(&n, I1).unwrap()]);
-    assert_eq!(removed.subscriptions.len(), 1);
+    assert_eq!(removed.subscriptions, vec![w1.subscription_arn.clone()]);
+    assert_eq!(
+        subscription_endpoints(&c, &other.topic_arn).await,
+        vec![other.queue_arn.clone()]
+    );
     assert_eq!(
         subscription_endpoints(&c, &w1.topic_arn).await,
         vec![w2.queue_arn.clone()]

@@ -5,6 +5,7 @@
 mod agent;
 mod boxes;
 mod config;
+mod faults;
 mod help;
 mod images;
 mod instances;

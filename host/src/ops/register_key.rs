@@ -95,14 +95,39 @@ pub async fn register_key(
         old_fingerprint = Some(theirs);
     }
     // NOTE: EC2 keeps the material verbatim, comment included; DescribeKeyPairs returns it.
-    let out = ec2
+    let imported = ec2
         .import_key_pair()
         .key_name(&name)
         .public_key_material(Blob::new(key.text.trim_end().as_bytes().to_vec()))
         .send()
-        .await
-        .aws(|| format!("failed to import key pair `{name}`"))?;
-    let theirs = out.key_fingerprint().unwrap_or_default().to_string();
+        .await;
+    let theirs = match imported {
+        Ok(out) => out.key_fingerprint().unwrap_or_default().to_string(),
+        // An attempt whose answer was lost may have imported it: the SDK's retry then meets the
+        // key pair that attempt made. It is ours if it holds this key; anyone else's is left
+        // alone.
+        Err(e)
+            if aws_sdk_ec2::error::ProvideErrorMetadata::code(&e)
+                == Some("InvalidKeyPair.Duplicate") =>
+        {
+            let found = aws::key_pair(&ec2, &name).await?;
+            let theirs = found
+                .as_ref()
+                .and_then(|k| k.key_fingerprint())
+                .unwrap_or_default()
+                .to_string();
+            if !keys::key_matches_ec2_fingerprint(&key, &theirs) {
+                bail_user!(
+                    "key pair `{name}` was created by someone else while cgcloud imported it (fingerprint {theirs}, \
+                     yours is {ours}); it was left alone: pick another name or pass --force to replace it"
+                );
+            }
+            theirs
+        }
+        Err(e) => {
+            return Err(e).aws(|| format!("failed to import key pair `{name}`"));
+        }
+    };
     if !keys::key_matches_ec2_fingerprint(&key, &theirs) {
         let cleanup = ec2.delete_key_pair().key_name(&name).send().await;
         let fate = match cleanup {

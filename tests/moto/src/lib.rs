@@ -10,6 +10,8 @@
 //! The server is killed when the [`Moto`] value is dropped.
 #![allow(clippy::unwrap_used)] // Test support: an unwrap that fails is a failing test.
 
+pub mod faults;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
