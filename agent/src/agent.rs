@@ -128,6 +128,61 @@ pub struct Agent {
     receive_failures: u32,
     next_reconcile: Instant,
     next_wiring: Instant,
+    /// What went wrong last with each kind of step, so that a problem is logged once.
+    reconcile_problem: Problem,
+    receive_problem: Problem,
+    wiring_problem: Problem,
+}
+
+/// How often a problem that goes on is logged again (once when it starts, then this often).
+const REPEAT_PROBLEM: Duration = Duration::from_secs(600);
+
+/// One kind of step's current problem: each distinct problem is logged once, again every
+/// [`REPEAT_PROBLEM`] while it lasts, and its end once, so a long outage is a few lines in the
+/// journal, not a line per retry.
+#[derive(Debug, Default)]
+pub struct Problem {
+    text: Option<String>,
+    since: Option<Instant>,
+    said: Option<Instant>,
+    tries: u32,
+}
+
+impl Problem {
+    /// A failed try; the line to log, if it is worth one.
+    pub fn failed(&mut self, text: &str, now: Instant) -> Option<String> {
+        self.tries += 1;
+        let since = *self.since.get_or_insert(now);
+        if self.text.as_deref() != Some(text) {
+            self.text = Some(text.to_string());
+            self.said = Some(now);
+            return Some(text.to_string());
+        }
+        if self
+            .said
+            .is_some_and(|s| now.saturating_duration_since(s) >= REPEAT_PROBLEM)
+        {
+            self.said = Some(now);
+            return Some(format!(
+                "{text} (still failing: {} tries in {} s)",
+                self.tries,
+                now.saturating_duration_since(since).as_secs()
+            ));
+        }
+        None
+    }
+
+    /// A successful try; the line saying the problem ended, if there was one.
+    pub fn ended(&mut self, now: Instant) -> Option<String> {
+        let since = self.since.take()?;
+        let tries = std::mem::take(&mut self.tries);
+        self.text = None;
+        self.said = None;
+        Some(format!(
+            "recovered after {tries} failed tries in {} s",
+            now.saturating_duration_since(since).as_secs()
+        ))
+    }
 }
 
 fn backoff(failures: u32, cap: Duration) -> Duration {
@@ -165,6 +220,9 @@ impl Agent {
             receive_failures: 0,
             next_reconcile: now,
             next_wiring: now,
+            reconcile_problem: Problem::default(),
+            receive_problem: Problem::default(),
+            wiring_problem: Problem::default(),
         }
     }
 
@@ -384,13 +442,22 @@ impl Agent {
                 Ok(w) => {
                     log::info(format!("listening on `{}`", w.queue_url));
                     self.wiring_failures = 0;
+                    if let Some(line) = self.wiring_problem.ended(Instant::now()) {
+                        log::info(format!("notification queue: {line}"));
+                    }
                 }
                 Err(e) => {
                     self.wiring_failures += 1;
                     let wait = backoff(self.wiring_failures, cap);
-                    log::error(format!(
-                        "{e:#}; refreshing periodically only, retrying in {wait:?}"
-                    ));
+                    if let Some(line) = self
+                        .wiring_problem
+                        .failed(&format!("{e:#}"), Instant::now())
+                    {
+                        log::error(format!(
+                            "{line}; refreshing periodically only, retrying with backoff (at most {:?})",
+                            cap.min(MAX_BACKOFF)
+                        ));
+                    }
                     self.next_wiring = Instant::now() + wait;
                 }
             }
@@ -406,11 +473,19 @@ impl Agent {
                     self.receive_failures = 0;
                     update = b.update;
                     delete = Some(d);
+                    if let Some(line) = self.receive_problem.ended(Instant::now()) {
+                        log::info(format!("notifications: {line}"));
+                    }
                 }
                 Err(e) => {
                     self.receive_failures += 1;
                     let pause = backoff(self.receive_failures, cap).min(due_in);
-                    log::warn(format!("{e:#}"));
+                    if let Some(line) = self
+                        .receive_problem
+                        .failed(&format!("{e:#}"), Instant::now())
+                    {
+                        log::warn(line);
+                    }
                     tokio::time::sleep(pause).await;
                 }
             }
@@ -438,6 +513,9 @@ impl Agent {
             Ok(r) => {
                 self.failures = 0;
                 self.next_reconcile = Instant::now() + self.config.interval;
+                if let Some(line) = self.reconcile_problem.ended(Instant::now()) {
+                    log::info(format!("keys: {line}"));
+                }
                 if !r.written.is_empty() {
                     log::info(format!(
                         "wrote {} keys ({}) for `{}` in {} ms{}",
@@ -456,7 +534,15 @@ impl Agent {
                 self.failures += 1;
                 let wait = backoff(self.failures, cap);
                 self.next_reconcile = Instant::now() + wait;
-                log::error(format!("{e:#}; retrying in {wait:?}"));
+                if let Some(line) = self
+                    .reconcile_problem
+                    .failed(&format!("{e:#}"), Instant::now())
+                {
+                    log::error(format!(
+                        "{line}; retrying with backoff (at most {:?})",
+                        cap.min(MAX_BACKOFF)
+                    ));
+                }
             }
         }
         Some(result)
@@ -479,6 +565,37 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_problem_is_logged_once_then_rarely_and_its_end_once() {
+        let t0 = Instant::now();
+        let mut p = Problem::default();
+        assert_eq!(p.ended(t0), None, "no problem, nothing to say");
+        assert_eq!(p.failed("throttled", t0).as_deref(), Some("throttled"));
+        for s in 1..100 {
+            assert_eq!(p.failed("throttled", t0 + Duration::from_secs(s)), None);
+        }
+        // Another problem is news.
+        assert_eq!(
+            p.failed("no route", t0 + Duration::from_secs(100))
+                .as_deref(),
+            Some("no route")
+        );
+        assert_eq!(p.failed("no route", t0 + Duration::from_secs(101)), None);
+        let again = p.failed("no route", t0 + Duration::from_secs(700)).unwrap();
+        assert_eq!(again, "no route (still failing: 103 tries in 700 s)");
+        assert_eq!(
+            p.ended(t0 + Duration::from_secs(710)).as_deref(),
+            Some("recovered after 103 failed tries in 710 s")
+        );
+        assert_eq!(p.ended(t0 + Duration::from_secs(711)), None);
+        assert_eq!(
+            p.failed("throttled", t0 + Duration::from_secs(720))
+                .as_deref(),
+            Some("throttled"),
+            "a new outage is news again"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

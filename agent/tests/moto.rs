@@ -712,3 +712,86 @@ async fn good_with(
     );
     a.reconcile().await.unwrap()
 }
+
+#[tokio::test]
+async fn failing_aws_calls_keep_the_keys_and_the_agent_recovers_by_itself() {
+    use cgcloud_moto::faults::{Fault, FaultProxy, Rule};
+    let account = moto().new_account("alice").unwrap();
+    import(&account, "alice", K1);
+    let instance = launch(&account);
+    let home = tempfile::tempdir().unwrap();
+    let accounts = vec![account_in(home.path(), "admin")];
+    let proxy = FaultProxy::start(moto().port(), 3).unwrap();
+    // The agent's own retry policy (the SDK's standard mode), through the proxy.
+    let through = sdk(&proxy.endpoint(), &account)
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .build();
+    let mut agent = Agent::with_clients(
+        config(&instance, &["alice*"], accounts, 1),
+        Clients::from_sdk_config(&through),
+    );
+    // A failed first attempt of every call is retried away.
+    proxy.add(Rule::first_attempts("*", Fault::Throttle));
+    agent.reconcile().await.unwrap();
+    assert!(proxy.injected("DescribeKeyPairs") >= 1);
+    proxy.clear();
+    let before = managed(home.path());
+    assert!(before.contains(line(K1)));
+
+    // An outage of every kind: the keys written last stay.
+    import(&account, "alice2", K2);
+    for (class, fault) in [
+        ("throttled", Fault::Throttle),
+        ("500", Fault::Status(500)),
+        ("503", Fault::Status(503)),
+        ("dropped", Fault::Drop),
+        ("cut short", Fault::Truncate),
+    ] {
+        proxy.add(Rule::always("DescribeKeyPairs", fault));
+        let e = agent.reconcile().await.unwrap_err();
+        assert!(
+            e.to_string().contains("failed to list key pairs"),
+            "{class}: {e:#}"
+        );
+        assert_eq!(managed(home.path()), before, "{class}: nothing removed");
+        proxy.clear();
+    }
+    // The loop, failing meanwhile, brings the key added during the outage once AWS answers.
+    proxy.add(Rule::always("DescribeKeyPairs", Fault::Status(503)));
+    let started = Instant::now();
+    let seen = proxy.seen("DescribeKeyPairs");
+    let mut failed_steps = 0;
+    while proxy.seen("DescribeKeyPairs") < seen + 6 {
+        if let Some(r) = agent.step().await {
+            assert!(r.is_err());
+            failed_steps += 1;
+            assert_eq!(
+                managed(home.path()),
+                before,
+                "nothing removed while it fails"
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the loop retries"
+        );
+    }
+    assert!(failed_steps >= 2, "{failed_steps}");
+    proxy.clear();
+    let started = Instant::now();
+    loop {
+        if let Some(Ok(_)) = agent.step().await {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "it recovers by itself"
+        );
+    }
+    let after = managed(home.path());
+    assert!(
+        after.contains(line(K1)) && after.contains(line(K2)),
+        "{after}"
+    );
+}
