@@ -85,5 +85,5 @@ pub use systemd::{unit, writable_dir, BINARY_PATH, UNIT_NAME, UNIT_PATH};
 pub use wiring::{
     delete_instance_wiring, ensure_instance_wiring, ensure_topic, find_instance_queue, find_topic,
     namespace_queues, publish, publish_update, sweep_namespace, InstanceQueue, Removed, Wiring,
-    QUEUE_INSTANCE_TAG, QUEUE_SUBSCRIPTION_TAG,
+    QUEUE_INSTANCE_TAG, QUEUE_SUBSCRIPTION_TAG, VISIBILITY_TIMEOUT_SECONDS,
 };

@@ -26,8 +26,11 @@ use crate::names;
 
 /// How long an SQS long poll waits (the SQS maximum).
 pub const LONG_POLL_SECONDS: i32 = 20;
-/// How long a received message stays invisible to other receivers.
-pub const VISIBILITY_TIMEOUT_SECONDS: i32 = 30;
+/// How long a received message stays invisible to other receivers. Short: the agent deletes
+/// what it receives at once, and a long poll whose agent was stopped while it waited (a restart
+/// by `keys set`, a reboot) can still be handed a message on the server's side, which then
+/// comes back to the new agent only after this.
+pub const VISIBILITY_TIMEOUT_SECONDS: i32 = 5;
 /// How long an unread notification is kept: older ones are pointless, the agent reconciles at
 /// start anyway.
 pub const RETENTION_SECONDS: i32 = 3600;

@@ -252,7 +252,7 @@ async fn publish_reaches_the_instance_queue_and_wiring_is_idempotent() {
     c.sqs
         .create_queue()
         .queue_name(queue_name(&n2, I1).unwrap())
-        .attributes(QueueAttributeName::VisibilityTimeout, "5")
+        .attributes(QueueAttributeName::VisibilityTimeout, "45")
         .send()
         .await
         .unwrap();
@@ -272,8 +272,8 @@ async fn publish_reaches_the_instance_queue_and_wiring_is_idempotent() {
             .attributes()
             .unwrap()
             .get(&QueueAttributeName::VisibilityTimeout)
-            .map(String::as_str),
-        Some("30")
+            .cloned(),
+        Some(cgcloud_agent::VISIBILITY_TIMEOUT_SECONDS.to_string())
     );
     delete_instance_wiring(&c.sqs, &c.sns, &n2, I1)
         .await

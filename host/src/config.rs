@@ -52,6 +52,11 @@ pub const TIMEOUTS: &[(&str, u64, &str)] = &[
         30,
         "each attempt of an AWS API call (an operation, retries included, gets 4 times this)",
     ),
+    (
+        "lease",
+        600,
+        "how long a box cgcloud is setting up stays claimed by its run without a renewal; `cleanup` removes unfinished boxes whose claim ran out",
+    ),
 ];
 
 /// The configuration file as written, every key checked.
@@ -276,6 +281,7 @@ impl Config {
             terminate: get("terminate"),
             step: get("step"),
             api: get("api"),
+            lease: get("lease"),
         };
         Ok((t, values))
     }
@@ -326,6 +332,9 @@ pub struct Timeouts {
     pub step: Duration,
     /// Each attempt of an AWS API call.
     pub api: Duration,
+    /// A run's claim on the boxes it is setting up, renewed every third of it
+    /// (`ops::progress`).
+    pub lease: Duration,
 }
 
 struct Loaded {
@@ -378,6 +387,7 @@ pub fn timeouts() -> &'static Timeouts {
                 terminate: d("terminate"),
                 step: d("step"),
                 api: d("api"),
+                lease: d("lease"),
             }
         }),
     }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use cgcloud_tests::*;
 use serde_json::Value;
@@ -364,4 +365,174 @@ fn a_role_checks_its_option_values_before_anything_is_launched() {
         &[],
     );
     assert_eq!(plan(&o)["options"]["site_title"], "cgcloud");
+}
+
+/// `kill -9` of `create` at two points — right after RunInstances, and once the box's agent
+/// queue and host-key pin exist (it then waits for SSH, which never answers here) — with a
+/// short claim (`CGCLOUD_TIMEOUT_LEASE`). While the claim lasts `list` says the boxes are
+/// being set up and `cleanup` leaves them alone (a teammate's run looks the same); once it ran
+/// out `list` calls them abandoned and `cleanup -y` terminates them and removes their queues,
+/// subscriptions and pins, and nothing else: a third run still working is left alone.
+#[test]
+fn a_killed_create_leaves_nothing_cleanup_cannot_find() {
+    let p = Person::new("carol");
+    p.put_agent("x86_64", &release_agent());
+    // SSH fails closed: no box answers, and no address beyond loopback is ever contacted.
+    let ssh_config = p.w.home.path().join("no-ssh.config");
+    std::fs::write(&ssh_config, "Host *\n  ProxyCommand false\n").unwrap();
+    let start = |lease: &str| {
+        let mut c = p.w.cgcloud(&["create", ROLE]);
+        c.env("CGCLOUD_DATA_DIR", p.data_dir())
+            .env("CGCLOUD_SSH_KEY", &p.key)
+            .env("CGCLOUD_SSH_CONFIG", &ssh_config)
+            .env("CGCLOUD_TIMEOUT_LEASE", lease)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().unwrap()
+    };
+    let instances = || {
+        let body = p.w.ec2(&[
+            ("Action", "DescribeInstances"),
+            ("Filter.1.Name", "instance-state-name"),
+            ("Filter.1.Value.1", "pending"),
+            ("Filter.1.Value.2", "running"),
+        ]);
+        xml_fields(&body, "instanceId")
+    };
+    let queues = || {
+        let body =
+            p.w.moto
+                .call_in(
+                    &p.w.account.id,
+                    "us-east-1",
+                    "sqs",
+                    &form(&[("Action", "ListQueues")]),
+                )
+                .unwrap();
+        xml_fields(&body, "QueueUrl")
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut early = start("20");
+    wait_for("an instance", &|| instances().len() == 1);
+    early.kill().unwrap();
+    early.wait().unwrap();
+    let pins = || {
+        std::fs::read_to_string(p.data_dir().join("known_hosts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // What the first run got to make before it was killed.
+    let (q0, p0) = (queues().len(), pins());
+    let mut later = start("20");
+    wait_for("a second queue", &|| {
+        queues().len() == q0 + 1 && instances().len() == 2
+    });
+    wait_for("the second pin", &|| pins() == p0 + 1);
+    later.kill().unwrap();
+    later.wait().unwrap();
+    let killed = instances();
+    let killed_at = Instant::now();
+    // A run still at work, claiming its box for long.
+    let mut working = start("600");
+    wait_for("a third instance", &|| instances().len() == 3);
+    let theirs: Vec<String> = instances()
+        .into_iter()
+        .filter(|i| !killed.contains(i))
+        .collect();
+
+    let setup_states = || {
+        let o = p.run(&["list", ROLE, "--json"], &[]);
+        let rows: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let mut states: Vec<(String, String)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["instance_id"].as_str().unwrap().to_string(),
+                    r["setup"].as_str().unwrap_or("none").to_string(),
+                )
+            })
+            .collect();
+        states.sort();
+        states
+    };
+    assert!(
+        setup_states().iter().all(|(_, s)| s == "setting-up"),
+        "{:?}",
+        setup_states()
+    );
+    let o = p.run(&["cleanup", "-y"], &[]);
+    assert_success(&o);
+    assert!(
+        !stdout(&o).contains("unfinished instance"),
+        "claimed boxes are left alone: {}",
+        stdout(&o)
+    );
+    assert_eq!(instances().len(), 3);
+
+    // Once the killed runs' claims ran out.
+    let until = killed_at + Duration::from_secs(21);
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    let states = setup_states();
+    for (id, state) in &states {
+        let want = if killed.contains(id) {
+            "abandoned"
+        } else {
+            "setting-up"
+        };
+        assert_eq!(state, want, "{id}: {states:?}");
+    }
+    let o = p.run(&["list", ROLE], &[]);
+    assert!(stderr(&o).contains("was never finished"), "{}", stderr(&o));
+    let o = p.run(&["cleanup", "-y"], &[]);
+    assert_success(&o);
+    for id in &killed {
+        assert!(
+            stdout(&o).contains(id.as_str()),
+            "{id} listed: {}",
+            stdout(&o)
+        );
+        assert_eq!(p.w.instance_state(id), "terminated", "{id}");
+    }
+    assert_eq!(instances(), theirs, "the working run's box is left alone");
+    // The killed boxes' queue and pin are gone; the working run's stay.
+    let left = queues();
+    assert!(
+        killed
+            .iter()
+            .all(|id| !left.iter().any(|q| q.ends_with(id.as_str()))),
+        "{left:?}"
+    );
+    let pins = std::fs::read_to_string(p.data_dir().join("known_hosts")).unwrap_or_default();
+    assert!(
+        killed.iter().all(|id| !pins.contains(id.as_str())),
+        "{pins}"
+    );
+    let subs =
+        p.w.moto
+            .call_in(
+                &p.w.account.id,
+                "us-east-1",
+                "sns",
+                &form(&[("Action", "ListSubscriptions")]),
+            )
+            .unwrap();
+    assert!(
+        killed.iter().all(|id| !subs.contains(id.as_str())),
+        "{subs}"
+    );
+    working.kill().unwrap();
+    working.wait().unwrap();
+    p.w.ec2(&[
+        ("Action", "TerminateInstances"),
+        ("InstanceId.1", &theirs[0]),
+    ]);
 }

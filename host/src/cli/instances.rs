@@ -133,6 +133,19 @@ pub async fn list(args: ListArgs, g: &Globals) -> Result<()> {
         .enumerate()
         .map(|(n, i)| instances::list_row(&ctx, n, i))
         .collect();
+    // The table keeps the original's columns; unfinished boxes are said beside it.
+    for row in &rows {
+        let id = row["instance_id"].as_str().unwrap_or_default();
+        match row["setup"].as_str() {
+            Some(crate::ops::progress::ABANDONED) => g.shell.warn(format!(
+                "`{id}` was never finished: the run setting it up stopped (killed, or it lost its network); `cgcloud cleanup` terminates it"
+            )),
+            Some(crate::ops::progress::SETTING_UP) => {
+                g.shell.info(format!("`{id}` is still being set up by a cgcloud run"))
+            }
+            _ => {}
+        }
+    }
     g.shell.rows(&LIST_COLUMNS, rows, args.json);
     Ok(())
 }

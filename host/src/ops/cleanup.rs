@@ -1,5 +1,6 @@
-//! `cleanup`: what cgcloud left behind in a namespace that nothing uses any more — snapshots of
-//! deleted images, host-key pins of instances that are gone, agent queues of terminated boxes —
+//! `cleanup`: what cgcloud left behind in a namespace that nothing uses any more — boxes a
+//! killed run never finished, snapshots of deleted images, host-key pins of instances that are
+//! gone, agent queues of terminated boxes —
 //! found by ownership tag (`ops::security::owned_by`), listed first, then deleted.
 
 use std::collections::BTreeSet;
@@ -24,12 +25,16 @@ pub struct Leftovers {
     pub pins: Vec<Item>,
     /// The agent's queues of instances that are gone (see [`agent_queues_to_sweep`]).
     pub queues: Vec<Item>,
+    /// Instances a run was setting up and abandoned (`ops::progress`): terminated, with their
+    /// agent wiring and pin.
+    pub unfinished: Vec<Item>,
 }
 
 impl Leftovers {
     pub fn items(&self) -> Vec<&Item> {
-        self.snapshots
+        self.unfinished
             .iter()
+            .chain(&self.snapshots)
             .chain(&self.pins)
             .chain(&self.queues)
             .collect()
@@ -43,10 +48,46 @@ const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping
 pub async fn find_leftovers(ctx: &Context, known_hosts_file: &Path) -> Result<Leftovers> {
     let live = live_instances(&ctx.aws.ec2(), None).await?;
     Ok(Leftovers {
+        unfinished: abandoned_instances(ctx).await?,
         snapshots: orphaned_snapshots(ctx).await?,
         pins: dead_pins(ctx, known_hosts_file, &live).await?,
         queues: agent_queues_to_sweep(ctx, &live).await?,
     })
+}
+
+/// The namespace's instances (or its children's) still marked `setting-up` whose run's claim
+/// ran out: a run that was killed or lost its network left them (`ops::progress`).
+async fn abandoned_instances(ctx: &Context) -> Result<Vec<Item>> {
+    use super::progress::{setup_state, ABANDONED, LEASE_TAG, SETTING_UP, STATE_TAG};
+    let ec2 = ctx.aws.ec2();
+    let mut pages = ec2
+        .describe_instances()
+        .filters(filter(&format!("tag:{STATE_TAG}"), &[SETTING_UP]))
+        .filters(filter("instance-state-name", &LIVE_STATES))
+        .into_paginator()
+        .send();
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.aws(|| "failed to list unfinished instances".to_string())?;
+        for i in page.reservations().iter().flat_map(|r| r.instances()) {
+            let owner = tag(i.tags(), OWNER_TAG);
+            if !owned_by(&ctx.namespace, owner) || setup_state(i.tags(), now) != Some(ABANDONED) {
+                continue;
+            }
+            out.push(Item {
+                kind: "unfinished-instance",
+                id: i.instance_id().unwrap_or_default().to_string(),
+                detail: format!(
+                    "{}, claimed until {}",
+                    tag(i.tags(), "Name").unwrap_or("(no name)"),
+                    tag(i.tags(), LEASE_TAG).unwrap_or("(no claim)")
+                ),
+                namespace: owner.unwrap_or_default().to_string(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The snapshots owned by this account whose ownership tag names this namespace (or a child),
@@ -250,6 +291,25 @@ pub async fn delete_leftovers(
 ) -> Vec<Failure> {
     let mut failures = Vec::new();
     let ec2 = ctx.aws.ec2();
+    for u in &found.unfinished {
+        match ec2.terminate_instances().instance_ids(&u.id).send().await {
+            Ok(_) => {
+                ctx.shell.info(format!("terminated {}", u.label()));
+                let gone = super::instances::forget(ctx, &u.id).await;
+                if let Err(e) = gone {
+                    failures.push(Failure {
+                        what: u.label(),
+                        why: crate::errors::one_line(&e),
+                    });
+                }
+            }
+            Err(e) if error_code(&e) == Some("InvalidInstanceID.NotFound") => {}
+            Err(e) => failures.push(Failure {
+                what: u.label(),
+                why: aws::describe(&e),
+            }),
+        }
+    }
     for s in &found.snapshots {
         match ec2.delete_snapshot().snapshot_id(&s.id).send().await {
             Ok(_) => ctx.shell.info(format!("deleted {}", s.label())),

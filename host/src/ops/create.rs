@@ -163,6 +163,8 @@ pub async fn create_nodes(
             .collect::<Vec<_>>()
             .join(" "),
     ));
+    // Marked unfinished from launch on, with this run's claim (`ops::progress`).
+    tags.extend(super::progress::launch_tags());
     let mut cloud_config = p.data.cloud_config.clone();
     if !p.enable_agent {
         // Without the agent, keys 2…n go in once, at first boot, as in the original.
@@ -217,6 +219,7 @@ pub async fn create_nodes(
         .iter()
         .map(|i| i.instance_id().unwrap_or_default().to_string())
         .collect();
+    let lease = super::progress::keep(ctx, ids.clone());
     let t = phases.record("api", t);
     ctx.shell.info(format!(
         "launched {} `{}` of role `{}` from `{}`",
@@ -317,6 +320,7 @@ pub async fn create_nodes(
     if let Some(t) = ticker {
         t.abort();
     }
+    drop(lease);
     results.sort_by_key(|(k, ..)| *k);
     let mut outcomes = Vec::new();
     for (k, id, result, phases) in results {
@@ -324,6 +328,9 @@ pub async fn create_nodes(
         let ordinal = opts.cluster.as_ref().map(|c| c.ordinals[k]);
         let result = match result {
             Ok((address, new_image, terminated)) => {
+                if !terminated {
+                    super::progress::mark(ctx, &id, super::progress::READY).await;
+                }
                 let label = if count == 1 {
                     String::new()
                 } else {
@@ -351,6 +358,9 @@ pub async fn create_nodes(
             }
             Err(e) => {
                 after_failure(ctx, opts, &id).await;
+                if opts.never_terminate {
+                    super::progress::mark(ctx, &id, super::progress::FAILED).await;
+                }
                 Err(e)
             }
         };

@@ -151,6 +151,7 @@ pub fn list_row(ctx: &Context, ordinal: usize, i: &Instance) -> Value {
         "launch_time": i.launch_time().map(|t| t.to_string()),
         "state": aws::state_of(i).map(|s| s.as_str().to_string()),
         "zone": i.placement().and_then(|p| p.availability_zone()),
+        "setup": super::progress::setup_state(tags, chrono::Utc::now()),
     })
 }
 

@@ -15,6 +15,7 @@ pub mod launch;
 pub mod plan;
 pub mod power;
 pub mod prepare;
+pub mod progress;
 pub mod register_key;
 pub mod security;
 pub mod volumes;

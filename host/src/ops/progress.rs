@@ -1,0 +1,183 @@
+//! Marks on boxes cgcloud is still making, so that a run that died half-way (`kill -9`, a lost
+//! network, a laptop closed) leaves nothing that `cleanup` cannot find.
+//!
+//! Every instance `create` (and `create-cluster`, `grow-cluster`, `recreate`) launches carries,
+//! from RunInstances on, [`STATE_TAG`] = `setting-up` and [`LEASE_TAG`] = the time until which
+//! the run that made it claims it; the run renews the lease every third of
+//! `CGCLOUD_TIMEOUT_LEASE` while it works. When the box is done its state becomes `ready` and
+//! the lease goes; a box kept after a failure with `-N` becomes `failed`. A box still
+//! `setting-up` whose lease ran out was abandoned: `list --json` says `abandoned`, and `cleanup`
+//! terminates it and removes its agent wiring and host-key pin. A teammate's run in progress
+//! keeps renewing its lease, so its boxes are never taken for abandoned.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Tag;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::aws::tag;
+use crate::ctx::Context;
+
+/// A box's progress: `setting-up`, `ready` or `failed`.
+pub const STATE_TAG: &str = "cgcloud:state";
+/// Until when the run making a `setting-up` box claims it (RFC 3339, UTC).
+pub const LEASE_TAG: &str = "cgcloud:lease";
+pub const SETTING_UP: &str = "setting-up";
+pub const READY: &str = "ready";
+pub const FAILED: &str = "failed";
+/// What `list --json` says of a `setting-up` box whose lease ran out.
+pub const ABANDONED: &str = "abandoned";
+
+/// The lease's end, `lease` from `now`.
+pub fn lease_until(now: DateTime<Utc>, lease: Duration) -> String {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    now.checked_add_signed(lease)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The tags a box gets at launch.
+pub fn launch_tags() -> Vec<(String, String)> {
+    vec![
+        (STATE_TAG.to_string(), SETTING_UP.to_string()),
+        (
+            LEASE_TAG.to_string(),
+            lease_until(Utc::now(), crate::config::timeouts().lease),
+        ),
+    ]
+}
+
+/// What a box's marks say at `now`: `ready`, `setting-up`, `abandoned` or `failed`; `None` for
+/// a box without marks (made by an older cgcloud, or by hand).
+pub fn setup_state(tags: &[Tag], now: DateTime<Utc>) -> Option<&'static str> {
+    match tag(tags, STATE_TAG)? {
+        SETTING_UP => {
+            let lease = tag(tags, LEASE_TAG).and_then(|l| DateTime::parse_from_rfc3339(l).ok());
+            match lease {
+                Some(until) if until >= now => Some(SETTING_UP),
+                _ => Some(ABANDONED),
+            }
+        }
+        READY => Some(READY),
+        FAILED => Some(FAILED),
+        // Anyone may write tags: an unknown value is not trusted to mean anything.
+        _ => None,
+    }
+}
+
+/// Renews the lease of the boxes a run is making until it is dropped.
+pub struct Lease {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts renewing the lease of `ids` every third of `CGCLOUD_TIMEOUT_LEASE`. A failed renewal
+/// is said in `--debug` and tried again at the next turn (the lease is long enough for two).
+pub fn keep(ctx: &Context, ids: Vec<String>) -> Lease {
+    let lease = crate::config::timeouts().lease;
+    let ec2 = ctx.aws.ec2();
+    let shell = ctx.shell.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let renewed = ec2
+                .create_tags()
+                .set_resources(Some(ids.clone()))
+                .tags(
+                    Tag::builder()
+                        .key(LEASE_TAG)
+                        .value(lease_until(Utc::now(), lease))
+                        .build(),
+                )
+                .send()
+                .await;
+            if let Err(e) = renewed {
+                shell.debug(format!(
+                    "failed to renew the lease of `{}`: {}",
+                    ids.join("`, `"),
+                    crate::aws::describe(&e)
+                ));
+            }
+        }
+    });
+    Lease { task }
+}
+
+/// Marks box `id` `state` (`ready` or `failed`) and drops its lease. A failure is a warning:
+/// the box works, and at worst `list` shows it `abandoned` later.
+pub async fn mark(ctx: &Context, id: &str, state: &str) {
+    let ec2 = ctx.aws.ec2();
+    let tagged = ec2
+        .create_tags()
+        .resources(id)
+        .tags(Tag::builder().key(STATE_TAG).value(state).build())
+        .send()
+        .await;
+    let untagged = match tagged {
+        Ok(_) => ec2
+            .delete_tags()
+            .resources(id)
+            .tags(Tag::builder().key(LEASE_TAG).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::aws::describe(&e)),
+        Err(e) => Err(crate::aws::describe(&e)),
+    };
+    if let Err(why) = untagged {
+        ctx.shell.warn(format!(
+            "could not mark `{id}` as {state} ({why}); `cgcloud list --json` may call it abandoned later"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+        pairs
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .collect()
+    }
+
+    #[test]
+    fn a_box_is_abandoned_once_its_lease_ran_out() {
+        let now = DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = lease_until(now, Duration::from_secs(600));
+        assert_eq!(later, "2026-12-04T12:10:00Z");
+        let earlier = "2026-12-04T11:59:59Z";
+        assert_eq!(
+            setup_state(&tags(&[(STATE_TAG, SETTING_UP), (LEASE_TAG, &later)]), now),
+            Some(SETTING_UP)
+        );
+        assert_eq!(
+            setup_state(&tags(&[(STATE_TAG, SETTING_UP), (LEASE_TAG, earlier)]), now),
+            Some(ABANDONED)
+        );
+        for lease in [&[][..], &[(LEASE_TAG, "soon")][..]] {
+            let mut t = vec![(STATE_TAG, SETTING_UP)];
+            t.extend_from_slice(lease);
+            assert_eq!(setup_state(&tags(&t), now), Some(ABANDONED), "{lease:?}");
+        }
+        assert_eq!(setup_state(&tags(&[(STATE_TAG, READY)]), now), Some(READY));
+        assert_eq!(
+            setup_state(&tags(&[(STATE_TAG, FAILED)]), now),
+            Some(FAILED)
+        );
+        assert_eq!(setup_state(&tags(&[(STATE_TAG, "gone")]), now), None);
+        assert_eq!(setup_state(&tags(&[]), now), None);
+        assert_eq!(
+            lease_until(now, Duration::from_secs(u64::MAX)),
+            DateTime::<Utc>::MAX_UTC.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+    }
+}
