@@ -247,3 +247,60 @@ mod tests {
         assert!(kh.starts_with("cgcloud-leader,10.1.2.3 ssh-ed25519 AAAAC3"));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The tags a node reads at every boot are anyone's with tagging rights, and what they say
+    //! goes into `/etc/hosts` and `/etc/ssh/ssh_known_hosts` as root.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Tag text shaped like `name:ip,name:ip` among arbitrary characters.
+    fn entries_text() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            "[a-z0-9.-]{0,10}:10\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+            "[a-z]{1,6}:[0-9a-f:]{2,20}",
+            Just(",".to_string()),
+            Just("\n".to_string()),
+            Just("# cgcloud cluster".to_string()),
+            any::<String>(),
+        ];
+        proptest::collection::vec(part, 0..8).prop_map(|p| p.join(","))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever the tags say, each managed line is one line that ends with the marker, no
+        /// line of the file that cgcloud does not manage is lost, and rendering again changes
+        /// nothing.
+        #[test]
+        fn tags_never_add_lines_of_their_own(
+            entries in entries_text(),
+            key in any::<String>(),
+            current in "[ -~\n]{0,200}",
+        ) {
+            let d = Discovery {
+                leader_id: "i-0123456789abcdef0".into(),
+                leader_ip: "10.0.0.5".into(),
+                leader_key: Some(key),
+                entries: parse_entries(&entries),
+            };
+            for render in [hosts_file as fn(&str, &Discovery) -> String, known_hosts_file] {
+                let out = render(&current, &d);
+                let kept: Vec<&str> = current.lines().filter(|l| !l.ends_with(MARKER)).collect();
+                let managed: Vec<&str> = out.lines().filter(|l| l.ends_with(MARKER)).collect();
+                let others: Vec<&str> = out.lines().filter(|l| !l.ends_with(MARKER)).collect();
+                prop_assert_eq!(others, kept);
+                for line in &managed {
+                    prop_assert!(!line.contains('\r'), "{:?}", line);
+                    prop_assert_eq!(line.matches(MARKER).count(), 1, "{:?}", line);
+                }
+                prop_assert_eq!(render(&out, &d), out.clone());
+            }
+            let hosts = hosts_file("", &d);
+            prop_assert_eq!(hosts.lines().count(), 1 + d.entries.len());
+            prop_assert!(known_hosts_file("", &d).lines().count() <= 1);
+        }
+    }
+}
