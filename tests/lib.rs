@@ -277,6 +277,55 @@ impl World {
         xml_field(&body, "instanceId").expect("RunInstances returns an instance")
     }
 
+    /// The IDs of the instances that are not terminated (pending to stopped), sorted; only those
+    /// whose `cgcloud:namespace` tag is `namespace` if given.
+    pub fn live_instance_ids(&self, namespace: Option<&str>) -> Vec<String> {
+        let tag_filter = "tag:cgcloud:namespace";
+        let mut pairs = vec![
+            ("Action", "DescribeInstances"),
+            ("Filter.1.Name", "instance-state-name"),
+            ("Filter.1.Value.1", "pending"),
+            ("Filter.1.Value.2", "running"),
+            ("Filter.1.Value.3", "stopping"),
+            ("Filter.1.Value.4", "stopped"),
+        ];
+        if let Some(ns) = namespace {
+            pairs.extend([("Filter.2.Name", tag_filter), ("Filter.2.Value.1", ns)]);
+        }
+        let mut ids = xml_fields(&self.ec2(&pairs), "instanceId");
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The URLs of the account's SQS queues in us-east-1.
+    pub fn queue_urls(&self) -> Vec<String> {
+        let body = self
+            .moto
+            .call_in(
+                &self.account.id,
+                "us-east-1",
+                "sqs",
+                &form(&[("Action", "ListQueues")]),
+            )
+            .unwrap_or_else(|e| panic!("ListQueues: {e}"));
+        xml_fields(&body, "QueueUrl")
+    }
+
+    /// The endpoints of the account's SNS subscriptions in us-east-1.
+    pub fn subscription_endpoints(&self) -> Vec<String> {
+        let body = self
+            .moto
+            .call_in(
+                &self.account.id,
+                "us-east-1",
+                "sns",
+                &form(&[("Action", "ListSubscriptions")]),
+            )
+            .unwrap_or_else(|e| panic!("ListSubscriptions: {e}"));
+        xml_fields(&body, "Endpoint")
+    }
+
     /// The state name of an instance, as EC2 reports it.
     pub fn instance_state(&self, id: &str) -> String {
         let body = self.ec2(&[("Action", "DescribeInstances"), ("InstanceId.1", id)]);

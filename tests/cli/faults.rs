@@ -34,6 +34,29 @@ fn finish((child, started): (std::process::Child, Instant)) -> (Output, Duration
     (o, started.elapsed())
 }
 
+/// An answer later than the attempt wait (`CGCLOUD_TIMEOUT_API=1`).
+const LATE: Duration = Duration::from_secs(3);
+
+/// The first words of the AWS actions that change something.
+const CHANGES: [&str; 16] = [
+    "Create",
+    "Run",
+    "Delete",
+    "Terminate",
+    "Deregister",
+    "Associate",
+    "Import",
+    "Put",
+    "Add",
+    "Authorize",
+    "Subscribe",
+    "Unsubscribe",
+    "Tag",
+    "Set",
+    "Stop",
+    "Remove",
+];
+
 /// The fault classes, each applied to the first attempt of every call.
 fn classes() -> Vec<(&'static str, Fault)> {
     vec![
@@ -42,7 +65,7 @@ fn classes() -> Vec<(&'static str, Fault)> {
         ("503", Fault::Status(503)),
         ("dropped", Fault::Drop),
         ("truncated", Fault::Truncate),
-        ("late", Fault::Delay(Duration::from_secs(3))),
+        ("late", Fault::Delay(LATE)),
     ]
 }
 
@@ -141,5 +164,184 @@ fn a_call_that_keeps_failing_stops_the_command_with_one_line_naming_it() {
         );
         // Bounded: the attempts (1 s each at most, here) and the SDK's backoff.
         assert!(took < Duration::from_secs(60), "{class}: {took:?}");
+    }
+}
+
+/// What each run of the mutating commands below made, checked after all classes ran.
+struct Flow {
+    class: &'static str,
+    person: crate::preflight::Person,
+    proxy: FaultProxy,
+    outputs: Vec<(String, Output, Duration)>,
+    /// The account's snapshots before (moto's own, of its images).
+    snapshots_before: Vec<String>,
+}
+
+fn snapshots(w: &World) -> Vec<String> {
+    let body = w.ec2(&[("Action", "DescribeSnapshots"), ("Owner.1", "self")]);
+    let mut ids = xml_fields(&body, "snapshotId");
+    ids.sort();
+    ids
+}
+
+/// The commands that make and remove things, each under a failed first attempt of every call it
+/// makes (late answers: of every call that changes something): `create` (its AWS part: SSH is closed here, so it must fail naming the login and leave
+/// nothing), `image`, `recreate -Q`, `create-cluster -Q`, `terminate`, `terminate-cluster` and
+/// `delete-image`.
+fn mutating_flow(n: usize, class: &'static str, fault: Fault) -> Flow {
+    use crate::preflight::{moto_with_base_images, release_agent, Person};
+    let person = Person::new(&format!("m{n}"));
+    person.put_agent("x86_64", &release_agent());
+    let ns = format!("/m{n}/");
+    let proxy = FaultProxy::start(moto_with_base_images().port(), n as u64 + 21)
+        .unwrap_or_else(|e| panic!("{e}"));
+    if fault == Fault::Delay(LATE) {
+        // Late answers cost an attempt's whole wait each: only calls that change something get
+        // them (those whose retry repeats something that already took effect).
+        for verb in CHANGES {
+            proxy.add(Rule::first_attempts(&format!("{verb}*"), fault.clone()));
+        }
+    } else {
+        proxy.add(Rule::first_attempts("*", fault));
+    }
+    let plugin = crate::boxes::fixture_plugin("hook-recorder");
+    let plugin = plugin.to_str().unwrap().to_string();
+    let no_ssh = person.w.home.path().join("no-ssh.config");
+    std::fs::write(&no_ssh, "Host *\n  ProxyCommand false\n").unwrap();
+    let node = person.w.launch(
+        &format!("m{n}_hook-recorder-box"),
+        &[("cgcloud:namespace", &ns), ("generation", "0")],
+    );
+    person
+        .w
+        .ec2(&[("Action", "StopInstances"), ("InstanceId.1", &node)]);
+    let snapshots_before = snapshots(&person.w);
+    let mut outputs = Vec::new();
+    let mut go = |args: &[&str]| -> Output {
+        let mut c = person.w.cgcloud(args);
+        c.env("CGCLOUD_DATA_DIR", person.data_dir())
+            .env("CGCLOUD_SSH_KEY", &person.key)
+            .env("CGCLOUD_SSH_CONFIG", &no_ssh)
+            .env("CGCLOUD_TIMEOUT_SSH", "3")
+            .env("CGCLOUD_TIMEOUT_API", "1")
+            .env("AWS_ENDPOINT_URL", proxy.endpoint());
+        let started = Instant::now();
+        let o = run(c);
+        outputs.push((args.join(" "), o.clone(), started.elapsed()));
+        o
+    };
+    let p = plugin.as_str();
+    go(&["create", ROLE]);
+    go(&["--plugin", p, "image", "hook-recorder-box", "--force"]);
+    let o = go(&[
+        "--plugin",
+        p,
+        "recreate",
+        "hook-recorder-box",
+        "-Q",
+        "--json",
+    ]);
+    let recreated = serde_json::from_str::<serde_json::Value>(&stdout(&o))
+        .ok()
+        .and_then(|v| v["instance_id"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    go(&[
+        "--plugin",
+        p,
+        "create-cluster",
+        "recorder-cluster",
+        "-s",
+        "2",
+        "-Q",
+        "-c",
+        "c1",
+    ]);
+    go(&[
+        "--plugin",
+        p,
+        "terminate",
+        "hook-recorder-box",
+        "-I",
+        &recreated,
+    ]);
+    go(&["--plugin", p, "terminate", "hook-recorder-box", "-I", &node]);
+    go(&[
+        "--plugin",
+        p,
+        "terminate-cluster",
+        "recorder-cluster",
+        "-c",
+        "c1",
+    ]);
+    go(&["--plugin", p, "delete-image", "hook-recorder-box"]);
+    Flow {
+        class,
+        person,
+        proxy,
+        outputs,
+        snapshots_before,
+    }
+}
+
+#[test]
+fn create_image_clusters_terminate_and_delete_image_survive_a_failed_first_attempt_of_every_call() {
+    let flows: Vec<Flow> = std::thread::scope(|s| {
+        let handles: Vec<_> = classes()
+            .into_iter()
+            .enumerate()
+            .map(|(n, (class, fault))| s.spawn(move || mutating_flow(n, class, fault)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for f in flows {
+        let class = f.class;
+        let total: Duration = f.outputs.iter().map(|(_, _, t)| *t).sum();
+        eprintln!("{class}: {total:?} for {} calls", f.proxy.seen("*"));
+        for (what, o, took) in &f.outputs {
+            no_panic(o);
+            assert!(
+                took < &Duration::from_secs(180),
+                "{what}, {class}: {took:?}"
+            );
+            let err = stderr(o);
+            if what.starts_with("create ") {
+                // Only SSH fails: the box is terminated and its wiring removed.
+                assert_eq!(o.status.code(), Some(255), "{what}, {class}: {err}");
+                let last = err.lines().last().unwrap_or_default();
+                assert!(
+                    last.starts_with("ERROR: could not log in to"),
+                    "{what}, {class}: {err}"
+                );
+            } else {
+                assert!(o.status.success(), "{what}, {class}: {err}");
+            }
+        }
+        let w = &f.person.w;
+        // Nothing of it is left: every instance is terminated (the hand-made node too), and
+        // no image, snapshot, queue or subscription stays.
+        assert_eq!(
+            w.live_instance_ids(None),
+            Vec::<String>::new(),
+            "{class}: {}",
+            f.outputs
+                .iter()
+                .map(|(w, o, _)| format!("{w}: {}", stderr(o)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let body = w.ec2(&[("Action", "DescribeImages"), ("Owner.1", "self")]);
+        assert_eq!(
+            xml_fields(&body, "imageId"),
+            Vec::<String>::new(),
+            "{class}"
+        );
+        assert_eq!(snapshots(w), f.snapshots_before, "{class}");
+        assert_eq!(w.queue_urls(), Vec::<String>::new(), "{class}");
+        assert_eq!(w.subscription_endpoints(), Vec::<String>::new(), "{class}");
+        assert!(
+            f.proxy.injected("*") >= 50,
+            "{class}: the calls met the fault ({} injected)",
+            f.proxy.injected("*")
+        );
     }
 }

@@ -9,6 +9,7 @@ mod faults;
 mod help;
 mod images;
 mod instances;
+mod killed;
 mod namespace;
 mod plugins;
 mod preflight;

@@ -15,7 +15,7 @@ use serde_json::Value;
 const ROLE: &str = "generic-debian-bookworm-box";
 const ARM64_DEBIAN_12: &str = "ami-0de12a0000000b1a1";
 
-fn moto_with_base_images() -> &'static Moto {
+pub(crate) fn moto_with_base_images() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
         let amis = Path::new(env!("CARGO_MANIFEST_DIR")).join("localcloud/amis.json");
@@ -29,13 +29,13 @@ fn moto_with_base_images() -> &'static Moto {
 }
 
 /// A person with a registered key pair and the release agent in their data directory.
-struct Person {
-    w: World,
-    key: PathBuf,
+pub(crate) struct Person {
+    pub(crate) w: World,
+    pub(crate) key: PathBuf,
 }
 
 impl Person {
-    fn new(user: &str) -> Person {
+    pub(crate) fn new(user: &str) -> Person {
         let w = World::on(moto_with_base_images(), user);
         let key = ssh_keygen(w.home.path(), "id_ed25519", "ed25519");
         let p = Person { w, key };
@@ -49,11 +49,11 @@ impl Person {
         p
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.w.home.path().join("data")
     }
 
-    fn put_agent(&self, arch: &str, bytes: &[u8]) -> PathBuf {
+    pub(crate) fn put_agent(&self, arch: &str, bytes: &[u8]) -> PathBuf {
         let path = self
             .data_dir()
             .join("agents")
@@ -64,7 +64,7 @@ impl Person {
         path
     }
 
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.w.cgcloud(args);
         c.env("CGCLOUD_DATA_DIR", self.data_dir())
             .env("CGCLOUD_SSH_KEY", &self.key);
@@ -109,7 +109,7 @@ impl Person {
     }
 }
 
-fn release_agent() -> Vec<u8> {
+pub(crate) fn release_agent() -> Vec<u8> {
     std::fs::read(agent_bin()).unwrap()
 }
 
@@ -399,18 +399,7 @@ fn a_killed_create_leaves_nothing_cleanup_cannot_find() {
         ]);
         xml_fields(&body, "instanceId")
     };
-    let queues = || {
-        let body =
-            p.w.moto
-                .call_in(
-                    &p.w.account.id,
-                    "us-east-1",
-                    "sqs",
-                    &form(&[("Action", "ListQueues")]),
-                )
-                .unwrap();
-        xml_fields(&body, "QueueUrl")
-    };
+    let queues = || p.w.queue_urls();
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done() {
@@ -516,15 +505,7 @@ fn a_killed_create_leaves_nothing_cleanup_cannot_find() {
         killed.iter().all(|id| !pins.contains(id.as_str())),
         "{pins}"
     );
-    let subs =
-        p.w.moto
-            .call_in(
-                &p.w.account.id,
-                "us-east-1",
-                "sns",
-                &form(&[("Action", "ListSubscriptions")]),
-            )
-            .unwrap();
+    let subs = p.w.subscription_endpoints().join("\n");
     assert!(
         killed.iter().all(|id| !subs.contains(id.as_str())),
         "{subs}"

@@ -591,6 +591,9 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
     if args.leader_on_demand {
         leader_opts.spot_bid = None;
     }
+    // The leader stays claimed by this run until the workers are made: a run killed half-way
+    // leaves a whole cluster for `cleanup`, not a leader (or workers) that look finished.
+    leader_opts.stay_unfinished = true;
     leader_opts.cluster = Some(ClusterPlacement {
         name: args.cluster_name.clone(),
         leader: None,
@@ -606,14 +609,41 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
     };
     let leader_id = leader.instance_id.clone();
     g.shell.out(format!("leader {leader_id}"));
+    let lease = crate::ops::progress::keep(&ctx, vec![leader_id.clone()]);
+    let mut done = vec![leader_id.clone()];
+    let rest = create_workers(
+        &args, g, &ctx, &roles, &cluster, &ssh, &base, secret, &leader_id, &mut done,
+    )
+    .await;
+    drop(lease);
+    // Whatever became of the workers, this run is done with the cluster: its nodes are marked
+    // done in one call.
+    crate::ops::progress::mark_all(&ctx, &done, crate::ops::progress::READY).await;
+    rest
+}
+
+/// The part of `create-cluster` after the leader: the shared folder and the workers.
+#[allow(clippy::too_many_arguments)]
+async fn create_workers(
+    args: &CreateClusterArgs,
+    g: &Globals,
+    ctx: &Context,
+    roles: &Roles,
+    cluster: &ClusterSummary,
+    ssh: &crate::ssh::SshSettings,
+    base: &CreateOptions,
+    secret: Option<ClusterSecret>,
+    leader_id: &str,
+    done: &mut Vec<String>,
+) -> Result<i32> {
     if let Some(share) = &args.share {
         let data = roles.get(&cluster.leader)?;
-        let i = crate::aws::instance_by_id(&ctx.aws.ec2(), &leader_id)
+        let i = crate::aws::instance_by_id(&ctx.aws.ec2(), leader_id)
             .await?
             .ok_or_else(|| crate::user_error!("the leader `{leader_id}` has disappeared"))?;
-        let target = access::target(&ctx, &ssh, &i, &data.default_account).await?;
+        let target = access::target(ctx, ssh, &i, &data.default_account).await?;
         let c = access::rsync_command(
-            &ssh,
+            ssh,
             &target,
             false,
             args.ssh_opts.as_deref(),
@@ -632,19 +662,27 @@ pub async fn create_cluster(args: CreateClusterArgs, g: &Globals) -> Result<i32>
     }
     let placement = ClusterPlacement {
         name: args.cluster_name.clone(),
-        leader: Some(leader_id.clone()),
+        leader: Some(leader_id.to_string()),
         ordinals: (1..=args.num_workers as u32).collect(),
         threads: args.num_threads,
         secret,
         volume_gb: args.ebs_volume_size,
     };
-    let opts = worker_options(&base, &args.boot_image, args.quick, placement);
+    let mut opts = worker_options(base, &args.boot_image, args.quick, placement);
+    // Marked done with the leader, once all are made.
+    opts.stay_unfinished = true;
     let worker = Arc::new(roles.handle(&cluster.worker)?);
-    let outcomes = create::create_nodes(&ctx, worker, &opts, &ssh)
+    let outcomes = create::create_nodes(ctx, worker, &opts, ssh)
         .await?
         .unwrap_or_default();
+    done.extend(
+        outcomes
+            .iter()
+            .filter(|o| o.result.as_ref().is_ok_and(|(c, _)| !c.terminated))
+            .map(|o| o.instance_id.clone()),
+    );
     report_workers(g, &outcomes, args.never_terminate)?;
-    let name = args.cluster_name.as_deref().unwrap_or(&leader_id);
+    let name = args.cluster_name.as_deref().unwrap_or(leader_id);
     ctx.shell.info(format!(
         "Run `cgcloud ssh-cluster -n {} -z {} {} -c {name} …` to use the cluster.",
         ctx.namespace, ctx.zone, cluster.name

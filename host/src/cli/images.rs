@@ -73,6 +73,19 @@ pub async fn list_images(args: ListImagesArgs, g: &Globals) -> Result<()> {
         .enumerate()
         .map(|(n, i)| images::row(&ctx, n, i))
         .collect();
+    // As `list`: unfinished images are said beside the table.
+    for row in &rows {
+        let id = row["id"].as_str().unwrap_or_default();
+        match row["setup"].as_str() {
+            Some(crate::ops::progress::ABANDONED) => g.shell.warn(format!(
+                "image `{id}` was never finished: the run making it stopped; `cgcloud cleanup` removes it"
+            )),
+            Some(crate::ops::progress::SETTING_UP) => {
+                g.shell.info(format!("image `{id}` is still being made by a cgcloud run"))
+            }
+            _ => {}
+        }
+    }
     g.shell.rows(&COLUMNS, rows, args.json);
     Ok(())
 }

@@ -30,8 +30,8 @@ pub struct ResetSecurityArgs {
     pub yes: bool,
 }
 
-/// Delete leftovers: boxes a killed run never finished, snapshots of the namespace's deleted
-/// images, agent queues and known-host pins of instances that are gone
+/// Delete leftovers: boxes and images a killed run never finished, snapshots of the namespace's
+/// deleted images, agent queues and known-host pins of instances that are gone
 #[derive(Args, Debug)]
 pub struct CleanupArgs {
     #[command(flatten)]

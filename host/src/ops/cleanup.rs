@@ -1,5 +1,5 @@
-//! `cleanup`: what cgcloud left behind in a namespace that nothing uses any more — boxes a
-//! killed run never finished, snapshots of deleted images, host-key pins of instances that are
+//! `cleanup`: what cgcloud left behind in a namespace that nothing uses any more — boxes and
+//! images a killed run never finished, snapshots of deleted images, host-key pins of instances that are
 //! gone, agent queues of terminated boxes —
 //! found by ownership tag (`ops::security::owned_by`), listed first, then deleted.
 
@@ -28,12 +28,16 @@ pub struct Leftovers {
     /// Instances a run was setting up and abandoned (`ops::progress`): terminated, with their
     /// agent wiring and pin.
     pub unfinished: Vec<Item>,
+    /// Images a run was making and abandoned (`ops::progress`): deregistered, their snapshots
+    /// deleted.
+    pub unfinished_images: Vec<(Item, aws_sdk_ec2::types::Image)>,
 }
 
 impl Leftovers {
     pub fn items(&self) -> Vec<&Item> {
         self.unfinished
             .iter()
+            .chain(self.unfinished_images.iter().map(|(item, _)| item))
             .chain(&self.snapshots)
             .chain(&self.pins)
             .chain(&self.queues)
@@ -49,6 +53,7 @@ pub async fn find_leftovers(ctx: &Context, known_hosts_file: &Path) -> Result<Le
     let live = live_instances(&ctx.aws.ec2(), None).await?;
     Ok(Leftovers {
         unfinished: abandoned_instances(ctx).await?,
+        unfinished_images: abandoned_images(ctx).await?,
         snapshots: orphaned_snapshots(ctx).await?,
         pins: dead_pins(ctx, known_hosts_file, &live).await?,
         queues: agent_queues_to_sweep(ctx, &live).await?,
@@ -87,6 +92,50 @@ async fn abandoned_instances(ctx: &Context) -> Result<Vec<Item>> {
             });
         }
     }
+    Ok(out)
+}
+
+/// The namespace's images (or its children's) still marked `setting-up` whose run's claim ran
+/// out: an `image` (or `create -I`) that was killed half-way made them. Only this account's.
+async fn abandoned_images(ctx: &Context) -> Result<Vec<(Item, aws_sdk_ec2::types::Image)>> {
+    use super::progress::{setup_state, ABANDONED, LEASE_TAG, SETTING_UP, STATE_TAG};
+    let mut pages = ctx
+        .aws
+        .ec2()
+        .describe_images()
+        .owners("self")
+        .filters(filter(&format!("tag:{STATE_TAG}"), &[SETTING_UP]))
+        .into_paginator()
+        .send();
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.aws(|| "failed to list unfinished images".to_string())?;
+        for img in page.images() {
+            let owner = tag(img.tags(), OWNER_TAG);
+            if !owned_by(&ctx.namespace, owner) || setup_state(img.tags(), now) != Some(ABANDONED) {
+                continue;
+            }
+            let snaps = super::images::snapshots(img);
+            let item = Item {
+                kind: "unfinished-image",
+                id: img.image_id().unwrap_or_default().to_string(),
+                detail: format!(
+                    "{}, claimed until {}{}",
+                    img.name().unwrap_or("(no name)"),
+                    tag(img.tags(), LEASE_TAG).unwrap_or("(no claim)"),
+                    if snaps.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", with snapshots {}", snaps.join(", "))
+                    }
+                ),
+                namespace: owner.unwrap_or_default().to_string(),
+            };
+            out.push((item, img.clone()));
+        }
+    }
+    out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     Ok(out)
 }
 
@@ -308,6 +357,14 @@ pub async fn delete_leftovers(
                 what: u.label(),
                 why: aws::describe(&e),
             }),
+        }
+    }
+    for (item, img) in &found.unfinished_images {
+        if let Err(e) = super::images::delete(ctx, img, false, false).await {
+            failures.push(Failure {
+                what: item.label(),
+                why: crate::errors::one_line(&e),
+            });
         }
     }
     for s in &found.snapshots {

@@ -201,7 +201,8 @@ pub async fn create_nodes(
             .filter(|i| i.iam_instance_profile().is_none())
         {
             let id = i.instance_id().unwrap_or_default();
-            ctx.aws
+            let given = ctx
+                .aws
                 .ec2()
                 .associate_iam_instance_profile()
                 .instance_id(id)
@@ -211,8 +212,15 @@ pub async fn create_nodes(
                         .build(),
                 )
                 .send()
-                .await
-                .aws(|| format!("failed to give `{id}` its instance profile"))?;
+                .await;
+            match given {
+                Ok(_) => {}
+                // A retry of a call whose answer was lost: the first attempt gave it.
+                Err(e) if aws::error_code(&e) == Some("IncorrectState") => {}
+                Err(e) => {
+                    return Err(e).aws(|| format!("failed to give `{id}` its instance profile"))
+                }
+            }
         }
     }
     let ids: Vec<String> = launched
@@ -328,7 +336,7 @@ pub async fn create_nodes(
         let ordinal = opts.cluster.as_ref().map(|c| c.ordinals[k]);
         let result = match result {
             Ok((address, new_image, terminated)) => {
-                if !terminated {
+                if !terminated && !opts.stay_unfinished {
                     super::progress::mark(ctx, &id, super::progress::READY).await;
                 }
                 let label = if count == 1 {

@@ -96,7 +96,25 @@ pub fn row(ctx: &Context, ordinal: usize, img: &Image) -> Value {
         "state": img.state().map(|s| s.as_str()),
         "aws_name": img.name(),
         "creation_date": img.creation_date(),
+        "setup": super::progress::setup_state(img.tags(), chrono::Utc::now()),
     })
+}
+
+/// Refuses an image a run has not finished making: one still being made (its run's claim is
+/// current) or abandoned half-way (`ops::progress`).
+pub fn check_finished(img: &Image) -> Result<()> {
+    use super::progress::{setup_state, ABANDONED, SETTING_UP};
+    let id = img.image_id().unwrap_or_default();
+    match setup_state(img.tags(), chrono::Utc::now()) {
+        Some(SETTING_UP) => bail_user!(
+            "image `{id}` is still being made by a run of `cgcloud image`; wait for it, or choose another image"
+        ),
+        Some(ABANDONED) => bail_user!(
+            "image `{id}` was never finished (the run making it was interrupted); `cgcloud cleanup` removes it, \
+             choose another image"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Snapshots behind the image's EBS mappings.
@@ -113,11 +131,16 @@ pub async fn delete(ctx: &Context, img: &Image, keep_snapshots: bool, quick: boo
     let ec2 = ctx.aws.ec2();
     let id = img.image_id().unwrap_or_default().to_string();
     let snaps = snapshots(img);
-    ec2.deregister_image()
-        .image_id(&id)
-        .send()
-        .await
-        .aws(|| format!("failed to deregister image `{id}`"))?;
+    match ec2.deregister_image().image_id(&id).send().await {
+        Ok(_) => {}
+        // Gone already: a retry of a call whose answer was lost after it took effect.
+        Err(e)
+            if matches!(
+                error_code(&e),
+                Some("InvalidAMIID.Unavailable" | "InvalidAMIID.NotFound")
+            ) => {}
+        Err(e) => return Err(e).aws(|| format!("failed to deregister image `{id}`")),
+    }
     ctx.shell.info(format!(
         "deregistered image `{id}` ({})",
         img.name().unwrap_or_default()
@@ -225,11 +248,16 @@ pub async fn make(
             tags.push((o.name.clone(), v.clone()));
         }
     }
+    // Marked unfinished from its creation on, with this run's claim (`ops::progress`): a run
+    // killed half-way leaves an image `cleanup` finds.
+    tags.extend(super::progress::launch_tags());
+    let token = super::launch::launch_token()?;
+    tags.push((super::launch::LAUNCH_TAG.to_string(), token.clone()));
     let tag_list: Vec<Tag> = tags
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    let out = ec2
+    let made = ec2
         .create_image()
         .instance_id(id)
         .name(&name)
@@ -240,9 +268,93 @@ pub async fn make(
                 .build(),
         )
         .send()
-        .await
-        .aws(|| format!("failed to make an image of `{id}`"))?;
-    let image_id = out.image_id().unwrap_or_default().to_string();
+        .await;
+    let image_id = match made {
+        Ok(out) => {
+            let image_id = out.image_id().unwrap_or_default().to_string();
+            remove_duplicates(ctx, &name, &token, &image_id).await;
+            image_id
+        }
+        // A retry whose first attempt made the image and lost the answer: that image is ours if
+        // it carries this call's token.
+        Err(e) if error_code(&e) == Some("InvalidAMIName.Duplicate") => {
+            let account = ctx.identity().await?.account.clone();
+            let same = aws::own_images(&ec2, &account, &name).await?;
+            match same
+                .iter()
+                .find(|i| tag(i.tags(), super::launch::LAUNCH_TAG) == Some(token.as_str()))
+            {
+                Some(i) => i.image_id().unwrap_or_default().to_string(),
+                None => {
+                    return Err(e)
+                        .aws(|| format!("failed to make an image of `{id}` named `{name}`"))
+                }
+            }
+        }
+        Err(e) => return Err(e).aws(|| format!("failed to make an image of `{id}`")),
+    };
+    let lease = super::progress::keep(ctx, vec![image_id.clone()]);
+    let made = finish_image(ctx, id, data, &image_id).await;
+    drop(lease);
+    match made {
+        Ok(()) => {
+            super::progress::mark(ctx, &image_id, super::progress::READY).await;
+            ctx.shell
+                .info(format!("made image `{image_id}` ({name}) of `{id}`"));
+            Ok(image_id)
+        }
+        Err(e) => {
+            ctx.shell.warn(format!(
+                "image `{image_id}` is left unfinished; `cgcloud cleanup` removes it once this run's claim runs out \
+                 (CGCLOUD_TIMEOUT_LEASE), or `cgcloud delete-image` now"
+            ));
+            Err(e)
+        }
+    }
+}
+
+/// Deregisters images named `name` with this call's `token` other than `image_id`: a retried
+/// CreateImage whose first answer was lost after it took effect made them, where the endpoint
+/// did not refuse the second image of the same name. A failure is a warning naming them: they
+/// are marked `setting-up` with this run's first claim, so `cleanup` removes them once it runs
+/// out.
+async fn remove_duplicates(ctx: &Context, name: &str, token: &str, image_id: &str) {
+    let account = match ctx.identity().await {
+        Ok(i) => i.account.clone(),
+        Err(_) => return,
+    };
+    let same = match aws::own_images(&ctx.aws.ec2(), &account, name).await {
+        Ok(same) => same,
+        Err(e) => {
+            ctx.shell.debug(format!(
+                "could not look for images made twice: {}",
+                crate::errors::one_line(&e)
+            ));
+            return;
+        }
+    };
+    for dup in same.iter().filter(|i| {
+        i.image_id() != Some(image_id) && tag(i.tags(), super::launch::LAUNCH_TAG) == Some(token)
+    }) {
+        let dup_id = dup.image_id().unwrap_or_default();
+        match delete(ctx, dup, false, false).await {
+            Ok(()) => ctx.shell.warn(format!(
+                "deregistered image `{dup_id}`: made by a retry of CreateImage whose first answer was lost"
+            )),
+            Err(e) => ctx.shell.warn(format!(
+                "image `{dup_id}` was made by a retry of CreateImage whose first answer was lost and could not be \
+                 deregistered ({}); `cgcloud cleanup` removes it once this run's claim runs out",
+                crate::errors::one_line(&e)
+            )),
+        }
+    }
+}
+
+/// Waits until the new image `image_id` of box `id` is available and listed, and tags its
+/// snapshots.
+async fn finish_image(ctx: &Context, id: &str, data: &RoleData, image_id: &str) -> Result<()> {
+    let ec2 = ctx.aws.ec2();
+    let image_id = image_id.to_string();
     let account = ctx.identity().await?.account.clone();
     let deadline = Instant::now() + crate::config::timeouts().image;
     loop {
@@ -276,9 +388,7 @@ pub async fn make(
         }
         tokio::time::sleep(aws::POLL_INTERVAL).await;
     }
-    ctx.shell
-        .info(format!("made image `{image_id}` ({name}) of `{id}`"));
-    Ok(image_id)
+    Ok(())
 }
 
 /// Tags the snapshots of a new image of this account with the ownership tag and

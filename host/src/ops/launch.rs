@@ -69,6 +69,73 @@ pub struct LaunchSpec {
     pub tags: Vec<(String, String)>,
 }
 
+/// Tag key of instances and images: the token of the call (RunInstances, CreateImage) that made
+/// them, so that a retried call whose first answer was lost finds what its first attempt made.
+pub const LAUNCH_TAG: &str = "cgcloud:launch";
+
+/// A new launch token: 32 random hex digits.
+pub fn launch_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| user_error!("failed to read random bytes from /dev/urandom: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Terminates instances carrying launch token `token` that are not among `launched`: a retried
+/// RunInstances whose first answer was lost after it took effect launched them, where the
+/// endpoint did not honour the client token. A failure is a warning naming them: they are marked
+/// `setting-up` with this run's first claim, so `cleanup` finds them once it runs out.
+async fn terminate_duplicates(ctx: &Context, token: &str, launched: &[Instance]) {
+    let ec2 = ctx.aws.ec2();
+    let found = ec2
+        .describe_instances()
+        .filters(aws::filter(&format!("tag:{LAUNCH_TAG}"), &[token]))
+        .filters(aws::filter(
+            "instance-state-name",
+            &["pending", "running", "stopping", "stopped"],
+        ))
+        .send()
+        .await;
+    let extra: Vec<String> = match found {
+        Ok(out) => out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id())
+            .filter(|id| !launched.iter().any(|l| l.instance_id() == Some(*id)))
+            .map(str::to_string)
+            .collect(),
+        Err(e) => {
+            ctx.shell.debug(format!(
+                "could not look for instances launched twice: {}",
+                aws::describe(&e)
+            ));
+            return;
+        }
+    };
+    if extra.is_empty() {
+        return;
+    }
+    let ids = extra.join("`, `");
+    match ec2
+        .terminate_instances()
+        .set_instance_ids(Some(extra.clone()))
+        .send()
+        .await
+    {
+        Ok(_) => ctx.shell.warn(format!(
+            "terminated `{ids}`: launched by a retry of RunInstances whose first answer was lost"
+        )),
+        Err(e) => ctx.shell.warn(format!(
+            "`{ids}` were launched by a retry of RunInstances whose first answer was lost and could not be \
+             terminated ({}); `cgcloud cleanup` terminates them once this run's claim runs out",
+            aws::describe(&e)
+        )),
+    }
+}
+
 fn tags(spec: &LaunchSpec, kind: ResourceType) -> TagSpecification {
     let tags: Vec<Tag> = spec
         .tags
@@ -135,6 +202,13 @@ pub async fn run_instances(
     let count = i32::try_from(count.max(1))
         .map_err(|_| user_error!("cannot launch {count} instances at once"))?;
     let ec2 = ctx.aws.ec2();
+    // One token for this launch, sent as the client token (EC2 launches once however often the
+    // request is retried) and as a tag (so that instances of a retried request are found where
+    // an endpoint ignores the client token).
+    let token = launch_token()?;
+    let mut spec = spec.clone();
+    spec.tags.push((LAUNCH_TAG.to_string(), token.clone()));
+    let spec = &spec;
     let deadline = Instant::now() + super::prepare::CONSISTENCY_TIMEOUT;
     loop {
         let mut req = ec2
@@ -157,7 +231,8 @@ pub async fn run_instances(
                     .http_put_response_hop_limit(1)
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)
                     .build(),
-            );
+            )
+            .client_token(&token);
         if let Some(subnet) = &spec.subnet_id {
             req = req.subnet_id(subnet);
         } else {
@@ -187,7 +262,9 @@ pub async fn run_instances(
                         out.instances().len()
                     );
                 }
-                return Ok(out.instances().to_vec());
+                let launched = out.instances().to_vec();
+                terminate_duplicates(ctx, &token, &launched).await;
+                return Ok(launched);
             }
             Err(e) => {
                 let code = error_code(&e).unwrap_or_default().to_string();

@@ -53,6 +53,9 @@ pub struct CreateOptions {
     pub count: usize,
     /// The boxes are nodes of a cluster (`create-cluster`, `grow-cluster`).
     pub cluster: Option<ClusterPlacement>,
+    /// A box that is done stays marked `setting-up` (`ops::progress`): the caller goes on
+    /// making more (a cluster's leader, until its workers are made) and marks it itself.
+    pub stay_unfinished: bool,
 }
 
 /// Where new boxes go in a cluster.
@@ -142,7 +145,9 @@ pub async fn plan(ctx: &Context, role: &RoleHandle, opts: &CreateOptions) -> Res
     let from_image = match &opts.from_image {
         Some(r) => {
             let prefix = role.declared(&Offline::quiet())?.image_name_prefix;
-            Some(images::resolve(ctx, role.name(), &prefix, r).await?)
+            let img = images::resolve(ctx, role.name(), &prefix, r).await?;
+            images::check_finished(&img)?;
+            Some(img)
         }
         None => None,
     };

@@ -387,30 +387,42 @@ pub async fn ensure_instance_profile(
         }
     }
     let profile_name = ctx.aws_name(role)?;
-    let profile = match iam
-        .get_instance_profile()
-        .instance_profile_name(&profile_name)
-        .send()
-        .await
-    {
-        Ok(o) => o.instance_profile().cloned(),
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => None,
-        Err(e) => {
-            return Err(e).aws(|| format!("failed to look up instance profile `{profile_name}`"))
+    let lookup = || async {
+        match iam
+            .get_instance_profile()
+            .instance_profile_name(&profile_name)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o.instance_profile().cloned()),
+            Err(e) if error_code(&e) == Some("NoSuchEntity") => Ok(None),
+            Err(e) => Err(e).aws(|| format!("failed to look up instance profile `{profile_name}`")),
         }
     };
-    let profile = match profile {
+    let profile = match lookup().await? {
         Some(p) => p,
-        None => iam
+        None => match iam
             .create_instance_profile()
             .instance_profile_name(&profile_name)
             .set_tags(Some(tags))
             .send()
             .await
-            .aws(|| format!("failed to create instance profile `{profile_name}`"))?
-            .instance_profile()
-            .cloned()
-            .ok_or_else(|| user_error!("IAM returned no instance profile for `{profile_name}`"))?,
+        {
+            Ok(o) => o.instance_profile().cloned().ok_or_else(|| {
+                user_error!("IAM returned no instance profile for `{profile_name}`")
+            })?,
+            // Another run (a teammate's, or one of ours in parallel) made it in the meantime.
+            Err(e) if error_code(&e) == Some("EntityAlreadyExists") => {
+                lookup().await?.ok_or_else(|| {
+                    user_error!(
+                        "instance profile `{profile_name}` was reported to exist but cannot be found; try again"
+                    )
+                })?
+            }
+            Err(e) => {
+                return Err(e).aws(|| format!("failed to create instance profile `{profile_name}`"))
+            }
+        },
     };
     let mut has_ours = false;
     for r in profile.roles() {
@@ -431,14 +443,38 @@ pub async fn ensure_instance_profile(
         }
     }
     if !has_ours {
-        iam.add_role_to_instance_profile()
+        let added = iam
+            .add_role_to_instance_profile()
             .instance_profile_name(&profile_name)
             .role_name(&role_name)
             .send()
-            .await
-            .aws(|| {
-                format!("failed to add IAM role `{role_name}` to instance profile `{profile_name}`")
-            })?;
+            .await;
+        match added {
+            Ok(_) => {}
+            // A profile holds one role: a run in parallel added it first. Fine if it is ours.
+            Err(e) if error_code(&e) == Some("LimitExceeded") => {
+                let now = lookup().await?;
+                let roles: Vec<&str> = now
+                    .as_ref()
+                    .map(|p| p.roles().iter().map(|r| r.role_name()).collect())
+                    .unwrap_or_default();
+                if roles != [role_name.as_str()] {
+                    return Err(e).aws(|| {
+                        format!(
+                            "failed to add IAM role `{role_name}` to instance profile `{profile_name}` (it holds {})",
+                            roles.join(", ")
+                        )
+                    });
+                }
+            }
+            Err(e) => {
+                return Err(e).aws(|| {
+                    format!(
+                        "failed to add IAM role `{role_name}` to instance profile `{profile_name}`"
+                    )
+                })
+            }
+        }
     }
     Ok(profile.arn().to_string())
 }

@@ -9,6 +9,10 @@
 //! `setting-up` whose lease ran out was abandoned: `list --json` says `abandoned`, and `cleanup`
 //! terminates it and removes its agent wiring and host-key pin. A teammate's run in progress
 //! keeps renewing its lease, so its boxes are never taken for abandoned.
+//!
+//! Images get the same marks from CreateImage on (`ops::images::make`): `setting-up` until the
+//! image is available, listed and its snapshots tagged, then `ready`. `create` refuses an
+//! unfinished image, and `cleanup` deregisters an abandoned one and deletes its snapshots.
 
 use std::time::Duration;
 
@@ -65,7 +69,7 @@ pub fn setup_state(tags: &[Tag], now: DateTime<Utc>) -> Option<&'static str> {
     }
 }
 
-/// Renews the lease of the boxes a run is making until it is dropped.
+/// Renews the lease of the boxes (or images) a run is making until it is dropped.
 pub struct Lease {
     task: tokio::task::JoinHandle<()>,
 }
@@ -108,20 +112,29 @@ pub fn keep(ctx: &Context, ids: Vec<String>) -> Lease {
     Lease { task }
 }
 
-/// Marks box `id` `state` (`ready` or `failed`) and drops its lease. A failure is a warning:
-/// the box works, and at worst `list` shows it `abandoned` later.
+/// Marks box (or image) `id` `state` (`ready` or `failed`) and drops its lease. A failure is a
+/// warning: the box works, and at worst `list` shows it `abandoned` later.
 pub async fn mark(ctx: &Context, id: &str, state: &str) {
+    mark_all(ctx, &[id.to_string()], state).await
+}
+
+/// Marks boxes `ids` `state` in one call (a cluster is marked done all at once, or not at all),
+/// then drops their leases.
+pub async fn mark_all(ctx: &Context, ids: &[String], state: &str) {
+    if ids.is_empty() {
+        return;
+    }
     let ec2 = ctx.aws.ec2();
     let tagged = ec2
         .create_tags()
-        .resources(id)
+        .set_resources(Some(ids.to_vec()))
         .tags(Tag::builder().key(STATE_TAG).value(state).build())
         .send()
         .await;
     let untagged = match tagged {
         Ok(_) => ec2
             .delete_tags()
-            .resources(id)
+            .set_resources(Some(ids.to_vec()))
             .tags(Tag::builder().key(LEASE_TAG).build())
             .send()
             .await
@@ -131,7 +144,8 @@ pub async fn mark(ctx: &Context, id: &str, state: &str) {
     };
     if let Err(why) = untagged {
         ctx.shell.warn(format!(
-            "could not mark `{id}` as {state} ({why}); `cgcloud list --json` may call it abandoned later"
+            "could not mark `{}` as {state} ({why}); `cgcloud list --json` may call it abandoned later",
+            ids.join("`, `")
         ));
     }
 }

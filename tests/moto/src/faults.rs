@@ -26,16 +26,22 @@ pub enum Fault {
     Throttle,
     /// An HTTP status (500, 503…) with the service's internal-error body. Nothing reaches moto.
     Status(u16),
-    /// moto's answer, this much later.
+    /// moto's answer, this much later: the request takes effect at once, its answer comes late
+    /// (a client that gives up first and retries repeats a call that already took effect).
     Delay(Duration),
     /// The request reaches moto; the client gets the head of its answer and half its body, then
     /// the connection closes.
     Truncate,
     /// The connection closes once the request is read, with no answer; nothing reaches moto.
     Drop,
+    /// The request reaches moto and takes effect; its answer is held until the client goes away
+    /// or the proxy is dropped. [`FaultProxy::stalled`] counts the requests held so far: a test
+    /// kills the program under test once the call it chose has taken effect.
+    Stall,
 }
 
-/// When a fault applies: to requests for `action` (`*`: every action), the first `first` of
+/// When a fault applies: to requests for `action` (`*`: every action; `Create*`: every action
+/// whose name starts with `Create`), the first `first` of
 /// them (then never again), or each with `probability`; with `attempt`, only to that attempt
 /// of each call (the AWS SDKs number them in the `amz-sdk-request` header), so that
 /// `attempt: Some(1)` fails every call once and lets its retry through.
@@ -46,6 +52,8 @@ pub struct Rule {
     pub first: Option<u32>,
     pub probability: f64,
     pub attempt: Option<u32>,
+    /// The rule starts with the request for `action` after this many (`Rule::nth`).
+    pub after: u32,
 }
 
 impl Rule {
@@ -57,6 +65,15 @@ impl Rule {
             first: Some(n),
             probability: 1.0,
             attempt: None,
+            after: 0,
+        }
+    }
+
+    /// The `n`th request for `action` (counting from 1), and only that one.
+    pub fn nth(n: u32, action: &str, fault: Fault) -> Rule {
+        Rule {
+            after: n.saturating_sub(1),
+            ..Rule::first(1, action, fault)
         }
     }
 
@@ -68,6 +85,7 @@ impl Rule {
             first: None,
             probability: 1.0,
             attempt: None,
+            after: 0,
         }
     }
 
@@ -88,6 +106,7 @@ impl Rule {
             first: None,
             probability: p,
             attempt: None,
+            after: 0,
         }
     }
 }
@@ -97,8 +116,12 @@ struct State {
     rules: Vec<(Rule, u32)>,
     /// Requests seen, by action.
     seen: HashMap<String, u32>,
+    /// The actions of the requests seen, in the order they arrived.
+    history: Vec<String>,
     /// Faults injected, by action.
     injected: HashMap<String, u32>,
+    /// Requests that took effect and whose answers are held ([`Fault::Stall`]), by action.
+    stalled: HashMap<String, u32>,
     rng: u64,
 }
 
@@ -115,14 +138,24 @@ impl State {
 
     /// Counts the request and picks the fault for it, if any.
     fn decide(&mut self, action: &str, attempt: Option<u32>) -> Option<Fault> {
-        *self.seen.entry(action.to_string()).or_default() += 1;
+        self.history.push(action.to_string());
+        let seen = self.seen.entry(action.to_string()).or_default();
+        *seen += 1;
+        let seen = *seen;
         let mut chosen = None;
         for i in 0..self.rules.len() {
             let (rule, used) = &self.rules[i];
-            if rule.action != "*" && rule.action != action {
+            let matches = match rule.action.strip_suffix('*') {
+                Some(prefix) => action.starts_with(prefix),
+                None => rule.action == action,
+            };
+            if !matches {
                 continue;
             }
             if rule.attempt.is_some() && rule.attempt != attempt {
+                continue;
+            }
+            if seen <= rule.after {
                 continue;
             }
             if rule.first.is_some_and(|n| *used >= n) {
@@ -171,8 +204,8 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || serve(conn, upstream, &s));
+                let (s, st) = (s.clone(), st.clone());
+                std::thread::spawn(move || serve(conn, upstream, &s, &st));
             }
         });
         Ok(FaultProxy { port, state, stop })
@@ -201,6 +234,17 @@ impl FaultProxy {
     /// How many faults were injected into requests for `action` (`*`: all of them).
     pub fn injected(&self, action: &str) -> u32 {
         count(&lock(&self.state).injected, action)
+    }
+
+    /// The actions of all requests so far, in the order they arrived.
+    pub fn history(&self) -> Vec<String> {
+        lock(&self.state).history.clone()
+    }
+
+    /// How many requests for `action` (`*`: all of them) took effect and are being held
+    /// ([`Fault::Stall`]).
+    pub fn stalled(&self, action: &str) -> u32 {
+        count(&lock(&self.state).stalled, action)
     }
 }
 
@@ -352,6 +396,26 @@ fn forward(req: &Request, upstream: u16) -> Option<(Vec<u8>, usize)> {
     Some((out, body_at))
 }
 
+/// Holds a connection open, answering nothing, until the client closes it or the proxy stops
+/// (at most ten minutes).
+fn hold(conn: &mut TcpStream, stop: &AtomicBool) {
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let mut buf = [0u8; 256];
+    while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// The service's error answer for a fault that never reaches moto.
 fn error_answer(service: &str, status: u16, throttle: bool) -> Vec<u8> {
     let reason = match status {
@@ -418,11 +482,12 @@ fn query_error(kind: &str, code: &str, message: &str) -> String {
 }
 
 /// Serves one client connection: one request, one answer (or a fault), then it closes.
-fn serve(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) {
+fn serve(mut conn: TcpStream, upstream: u16, state: &Mutex<State>, stop: &AtomicBool) {
     let Some(req) = read_request(&mut conn) else {
         return;
     };
-    let fault = lock(state).decide(&req.action(), req.attempt());
+    let action = req.action();
+    let fault = lock(state).decide(&action, req.attempt());
     let answer = match fault {
         None => forward(&req, upstream).map(|(a, _)| a),
         Some(Fault::Throttle) => {
@@ -432,14 +497,22 @@ fn serve(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) {
         }
         Some(Fault::Status(code)) => Some(error_answer(&req.service(), code, false)),
         Some(Fault::Delay(d)) => {
+            let answer = forward(&req, upstream).map(|(a, _)| a);
             std::thread::sleep(d);
-            forward(&req, upstream).map(|(a, _)| a)
+            answer
         }
         Some(Fault::Truncate) => forward(&req, upstream).map(|(a, body_at)| {
             let cut = body_at + (a.len() - body_at) / 2;
             a[..cut].to_vec()
         }),
         Some(Fault::Drop) => None,
+        Some(Fault::Stall) => {
+            if forward(&req, upstream).is_some() {
+                *lock(state).stalled.entry(action).or_default() += 1;
+            }
+            hold(&mut conn, stop);
+            None
+        }
     };
     if let Some(answer) = answer {
         let _ = conn.write_all(&answer);
@@ -487,6 +560,21 @@ mod tests {
         assert_eq!(once.decide("X", Some(1)), Some(Fault::Status(500)));
         assert_eq!(once.decide("X", Some(2)), None);
         assert_eq!(once.decide("Y", Some(1)), Some(Fault::Status(500)));
+        let mut third = State::default();
+        third.rules.push((Rule::nth(3, "T", Fault::Stall), 0));
+        let picks: Vec<Option<Fault>> = (0..5).map(|_| third.decide("T", None)).collect();
+        assert_eq!(picks, [None, None, Some(Fault::Stall), None, None]);
+        assert_eq!(third.decide("U", None), None);
+        assert_eq!(third.history, ["T", "T", "T", "T", "T", "U"]);
+        let mut prefixed = State::default();
+        prefixed
+            .rules
+            .push((Rule::always("Create*", Fault::Status(500)), 0));
+        assert_eq!(
+            prefixed.decide("CreateTags", None),
+            Some(Fault::Status(500))
+        );
+        assert_eq!(prefixed.decide("DescribeTags", None), None);
     }
 
     #[test]
