@@ -9,6 +9,27 @@ use sha2::{Digest, Sha256};
 pub const TAG_KEYS_HASH: &str = "cgcloud:keys-hash";
 /// Tag holding when that happened, RFC 3339 in UTC with whole seconds.
 pub const TAG_KEYS_APPLIED: &str = "cgcloud:keys-applied";
+/// Tag holding the problem the agent has now, if any: when it was reported (RFC 3339, UTC) and
+/// one line, at most [`PROBLEM_TAG_CHARS`] characters. The agent removes it once the problem
+/// ended. Written where it can: a problem with EC2 itself may keep it from being written.
+pub const TAG_PROBLEM: &str = "cgcloud:agent-problem";
+/// EC2's limit on a tag value.
+pub const PROBLEM_TAG_CHARS: usize = 256;
+
+/// The value of [`TAG_PROBLEM`] for `problem` reported at `at`: control characters replaced,
+/// cut to [`PROBLEM_TAG_CHARS`] characters.
+pub fn problem_tag_value(at: &str, problem: &str) -> String {
+    let line: String = format!("{at} {problem}")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.chars().count() <= PROBLEM_TAG_CHARS {
+        return line;
+    }
+    let mut cut: String = line.chars().take(PROBLEM_TAG_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
 
 /// The hash of a key set: `sha256:` and the hex SHA-256 of the keys' `<type> <base64>` lines
 /// (comments dropped), sorted, de-duplicated and joined with `\n`. Order, comments and
@@ -23,6 +44,13 @@ pub fn keys_hash<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
     lines.sort();
     lines.dedup();
     format!("sha256:{}", hex::encode(Sha256::digest(lines.join("\n"))))
+}
+
+/// What an instance's tags say of the agent's problem now, if any.
+pub fn problem_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
+    tags.into_iter()
+        .find(|(k, _)| *k == TAG_PROBLEM)
+        .map(|(_, v)| v.to_string())
 }
 
 /// What an instance's tags say the agent applied.
@@ -90,5 +118,18 @@ mod tests {
             })
         );
         assert_eq!(ack_from_tags([("Name", "x")]), None);
+    }
+
+    #[test]
+    fn the_problem_tag_is_one_line_of_at_most_256_characters() {
+        let v = crate::ack::problem_tag_value("2026-12-04T00:00:00Z", "keys: a\nb\u{1b}[31m");
+        assert_eq!(v, "2026-12-04T00:00:00Z keys: a b [31m");
+        let long = "é".repeat(1000);
+        let v = crate::ack::problem_tag_value("t", &long);
+        assert_eq!(v.chars().count(), crate::ack::PROBLEM_TAG_CHARS);
+        assert!(v.ends_with('…') && v.starts_with("t é"));
+        let tags = [("a", "1"), (crate::ack::TAG_PROBLEM, "x")];
+        assert_eq!(crate::ack::problem_from_tags(tags), Some("x".to_string()));
+        assert_eq!(crate::ack::problem_from_tags([("a", "1")]), None);
     }
 }

@@ -16,7 +16,7 @@ use cgcloud_common::keypairs::{parse_glob, KeypairGlob};
 use cgcloud_common::names::ME_PLACEHOLDER;
 use cgcloud_common::{substitute_me, Namespace};
 
-use crate::ack::{TAG_KEYS_APPLIED, TAG_KEYS_HASH};
+use crate::ack::{problem_tag_value, TAG_KEYS_APPLIED, TAG_KEYS_HASH, TAG_PROBLEM};
 use crate::authorized::{render, sync_account, AccountSource, Change};
 use crate::aws::{describe, is_missing_queue, Clients};
 use crate::keys::{self, Expansion};
@@ -132,7 +132,17 @@ pub struct Agent {
     reconcile_problem: Problem,
     receive_problem: Problem,
     wiring_problem: Problem,
+    /// What the instance's [`TAG_PROBLEM`] says: `None` until the agent wrote or cleared it
+    /// once (a tag left by an earlier run is cleared at the first turn).
+    reported: Option<Option<String>>,
+    /// A failed write of the tag is tried again after this.
+    report_after: Instant,
 }
+
+/// How long after a failed write of the problem tag it is tried again.
+const REPORT_RETRY: Duration = Duration::from_secs(10);
+/// How long a write of the problem tag may take.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often a problem that goes on is logged again (once when it starts, then this often).
 const REPEAT_PROBLEM: Duration = Duration::from_secs(600);
@@ -170,6 +180,11 @@ impl Problem {
             ));
         }
         None
+    }
+
+    /// The problem now, if any.
+    pub fn current(&self) -> Option<&str> {
+        self.text.as_deref()
     }
 
     /// A successful try; the line saying the problem ended, if there was one.
@@ -223,6 +238,68 @@ impl Agent {
             reconcile_problem: Problem::default(),
             receive_problem: Problem::default(),
             wiring_problem: Problem::default(),
+            reported: None,
+            report_after: now,
+        }
+    }
+
+    /// The agent's problem now, one line: the keys first, then notifications, then the queue.
+    pub fn problem(&self) -> Option<String> {
+        [
+            ("keys", &self.reconcile_problem),
+            ("notifications", &self.receive_problem),
+            ("notification queue", &self.wiring_problem),
+        ]
+        .iter()
+        .find_map(|(what, p)| p.current().map(|t| format!("{what}: {t}")))
+    }
+
+    /// Writes the problem now to the instance's [`TAG_PROBLEM`], or removes the tag once there
+    /// is none, when that changed. Best effort: a failed write is tried again after
+    /// [`REPORT_RETRY`] (a problem with EC2 may be why), and never logged on its own.
+    async fn report(&mut self) {
+        if !self.config.ack {
+            return;
+        }
+        let now = self.problem();
+        if self.reported.as_ref() == Some(&now) || Instant::now() < self.report_after {
+            return;
+        }
+        let id = &self.config.instance_id;
+        let ec2 = &self.clients.ec2;
+        let write = async {
+            match &now {
+                Some(p) => {
+                    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    ec2.create_tags()
+                        .resources(id)
+                        .tags(
+                            Tag::builder()
+                                .key(TAG_PROBLEM)
+                                .value(problem_tag_value(&at, p))
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| describe(&e))
+                }
+                None => ec2
+                    .delete_tags()
+                    .resources(id)
+                    .tags(Tag::builder().key(TAG_PROBLEM).build())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| describe(&e)),
+            }
+        };
+        let done = tokio::time::timeout(REPORT_TIMEOUT, write)
+            .await
+            .unwrap_or_else(|_| Err("timed out".to_string()));
+        match done {
+            Ok(()) => self.reported = Some(now),
+            Err(_) => self.report_after = Instant::now() + REPORT_RETRY,
         }
     }
 
@@ -378,15 +455,20 @@ impl Agent {
                 Received::Message(Message::UpdateSshKeys(u)) => {
                     batch.update = true;
                     if let Some(k) = u.keypair {
+                        // What a message says is anyone's text: escaped and cut short.
                         log::info(format!(
-                            "notified: key pair `{k}` changed ({})",
-                            u.reason.as_deref().unwrap_or("no reason given")
+                            "notified: key pair `{}` changed ({})",
+                            crate::message::excerpt(&k),
+                            crate::message::excerpt(
+                                u.reason.as_deref().unwrap_or("no reason given")
+                            )
                         ));
                     }
                 }
-                Received::Message(Message::Unknown { kind }) => {
-                    log::warn(format!("ignoring a message of unknown type `{kind}`"))
-                }
+                Received::Message(Message::Unknown { kind }) => log::warn(format!(
+                    "ignoring a message of unknown type `{}`",
+                    crate::message::excerpt(&kind)
+                )),
                 Received::UnknownVersion { version } => log::warn(format!(
                     "ignoring a message of version {version}; this agent reads versions 1 and {}; \
                      update the agent",
@@ -434,8 +516,15 @@ impl Agent {
     }
 
     /// One turn of the loop: set up the queue if due, wait for a notification or the next
-    /// refresh, refresh if notified or due. Returns the reconcile result if one ran.
+    /// refresh, refresh if notified or due, then report a problem that started or ended in the
+    /// instance's tag. Returns the reconcile result if one ran.
     pub async fn step(&mut self) -> Option<anyhow::Result<Reconciled>> {
+        let result = self.turn().await;
+        self.report().await;
+        result
+    }
+
+    async fn turn(&mut self) -> Option<anyhow::Result<Reconciled>> {
         let cap = self.config.interval;
         if self.config.notifications && self.queue.is_none() && Instant::now() >= self.next_wiring {
             match self.ensure_wiring().await {

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `names` | topic and queue names (`cgcloud-agent_<ns>_<hash>[_<instance>]`) | [`topic_name`], [`queue_name`], [`instance_of_queue`] |
 //! | `message` | the versioned notification and how queue bodies are read | [`register_key_notification`], [`encode_update`], [`parse_body`] |
-//! | `ack` | the `cgcloud:keys-hash` / `cgcloud:keys-applied` tags | [`keys_hash`], [`ack_from_tags`] |
+//! | `ack` | the `cgcloud:keys-hash` / `cgcloud:keys-applied` tags, and `cgcloud:agent-problem` | [`keys_hash`], [`ack_from_tags`], [`problem_from_tags`] |
 //! | `keys` | expanding globs against EC2 and IAM | [`expand`], [`select_keys`] |
 //! | `authorized` | the file the agent owns, written atomically; the sshd drop-in | [`sync_account`], [`write_atomic`], [`SSHD_DROP_IN`] |
 //! | `wiring` | creating, subscribing and deleting topic and queues | [`ensure_instance_wiring`], [`delete_instance_wiring`], [`sweep_namespace`], [`publish_update`] |
@@ -61,7 +61,10 @@ mod systemd;
 mod testkeys;
 mod wiring;
 
-pub use ack::{ack_from_tags, keys_hash, Ack, TAG_KEYS_APPLIED, TAG_KEYS_HASH};
+pub use ack::{
+    ack_from_tags, keys_hash, problem_from_tags, problem_tag_value, Ack, PROBLEM_TAG_CHARS,
+    TAG_KEYS_APPLIED, TAG_KEYS_HASH, TAG_PROBLEM,
+};
 pub use agent::{Agent, Batch, Config, Reconciled};
 pub use authorized::{
     parse_passwd_line, render, sync_account, write_atomic, Account, AccountSource, Change,

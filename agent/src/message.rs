@@ -180,8 +180,9 @@ fn poison(reason: &str) -> Received {
     }
 }
 
-/// At most 80 characters of untrusted text, on one line.
-fn excerpt(s: &str) -> String {
+/// At most 80 characters of untrusted text, on one line (control characters escaped): what of a
+/// message's text the agent's journal shows.
+pub fn excerpt(s: &str) -> String {
     let one_line: String = s.chars().take(80).collect();
     one_line.escape_debug().to_string()
 }
@@ -328,6 +329,34 @@ mod tests {
                 version: "\\\"1\\\"".into()
             }
         );
+    }
+
+    #[test]
+    fn oversized_messages_are_read_or_refused_and_say_at_most_a_short_line() {
+        // SQS's largest message is 256 KiB.
+        const MAX: usize = 256 * 1024;
+        let deep = format!("{}{}", "[".repeat(MAX / 2), "]".repeat(MAX / 2));
+        let junk = "x".repeat(MAX);
+        let huge_reason = serde_json::json!({
+            "version": VERSION, "type": TYPE_UPDATE_SSH_KEYS,
+            "keypair": format!("k\n{}", "y".repeat(MAX / 2)), "reason": "\u{1b}[2J".repeat(MAX / 8),
+        })
+        .to_string();
+        for body in [deep.clone(), envelope(&deep), junk.clone(), envelope(&junk)] {
+            match parse_body(&body) {
+                Received::Poison { reason } => assert!(reason.len() < 400, "{}", reason.len()),
+                other => panic!("poison expected, got {other:?}"),
+            }
+        }
+        match parse_body(&envelope(&huge_reason)) {
+            Received::Message(Message::UpdateSshKeys(u)) => {
+                let shown = excerpt(u.keypair.as_deref().unwrap_or_default());
+                assert!(shown.len() <= 4 * 80 && !shown.contains('\n'), "{shown}");
+                let shown = excerpt(u.reason.as_deref().unwrap_or_default());
+                assert!(!shown.contains('\u{1b}'), "{shown}");
+            }
+            other => panic!("an update, got {other:?}"),
+        }
     }
 
     #[test]

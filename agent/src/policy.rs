@@ -3,7 +3,7 @@
 use cgcloud_common::Namespace;
 use serde_json::{json, Value};
 
-use crate::ack::{TAG_KEYS_APPLIED, TAG_KEYS_HASH};
+use crate::ack::{TAG_KEYS_APPLIED, TAG_KEYS_HASH, TAG_PROBLEM};
 use crate::names;
 
 /// The policy document for boxes of namespace `ns` in partition `partition` (`aws`,
@@ -13,7 +13,8 @@ use crate::names;
 /// |---|---|---|
 /// | `ec2:DescribeKeyPairs` | expand the globs, read public keys | `*` (no resource-level permissions) |
 /// | `ec2:DescribeInstances` | a cluster node finds its leader's address and host key at boot (`discover`) | `*` (no resource-level permissions) |
-/// | `ec2:CreateTags` | acknowledge the applied key set | the box itself (`aws:ARN` = `ec2:SourceInstanceARN`); only the two `cgcloud:keys-*` tag keys |
+/// | `ec2:CreateTags` | acknowledge the applied key set; report a problem | the box itself (`aws:ARN` = `ec2:SourceInstanceARN`); only the two `cgcloud:keys-*` tag keys and `cgcloud:agent-problem` |
+/// | `ec2:DeleteTags` | clear the problem it reported once it ended | the box itself; only `cgcloud:agent-problem` |
 /// | `iam:GetUser`, `iam:GetGroup` | `@user`, `@@group` | users, groups |
 /// | `sqs:GetQueueUrl`, `sqs:GetQueueAttributes`, `sqs:ReceiveMessage`, `sqs:DeleteMessage` | own queue | the namespace's agent queues tagged with the box's own instance ARN |
 ///
@@ -41,14 +42,25 @@ pub fn iam_policy(ns: &Namespace, partition: &str) -> Value {
             },
             {
                 // Only the box itself (the instance whose role credentials sign the call), and
-                // only the agent's two tags.
+                // only the agent's three tags.
                 "Sid": "AcknowledgeAppliedKeys",
                 "Effect": "Allow",
                 "Action": ["ec2:CreateTags"],
                 "Resource": format!("arn:{partition}:ec2:*:*:instance/*"),
                 "Condition": {
                     "StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"},
-                    "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_KEYS_HASH, TAG_KEYS_APPLIED]}
+                    "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_KEYS_HASH, TAG_KEYS_APPLIED, TAG_PROBLEM]}
+                }
+            },
+            {
+                // The agent removes its problem tag once the problem ended; nothing else.
+                "Sid": "ClearProblem",
+                "Effect": "Allow",
+                "Action": ["ec2:DeleteTags"],
+                "Resource": format!("arn:{partition}:ec2:*:*:instance/*"),
+                "Condition": {
+                    "StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_PROBLEM]}
                 }
             },
             {
@@ -108,6 +120,7 @@ mod tests {
                 "ec2:DescribeKeyPairs",
                 "ec2:DescribeInstances",
                 "ec2:CreateTags",
+                "ec2:DeleteTags",
                 "iam:GetUser",
                 "iam:GetGroup",
                 "sqs:GetQueueUrl",

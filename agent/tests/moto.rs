@@ -13,7 +13,7 @@ use cgcloud_agent::{
     delete_instance_wiring, ensure_instance_wiring, keys_hash, parse_body, publish, publish_update,
     queue_name, register_key_notification, sweep_namespace, topic_name, Account, AccountSource,
     Agent, Clients, Config, Message, Received, RunOptions, UpdateSshKeys, MANAGED_FILE,
-    TAG_KEYS_APPLIED, TAG_KEYS_HASH,
+    TAG_KEYS_APPLIED, TAG_KEYS_HASH, TAG_PROBLEM,
 };
 use cgcloud_common::Namespace;
 use cgcloud_moto::{form, xml_field, xml_fields, Account as MotoAccount, Moto};
@@ -747,6 +747,7 @@ async fn failing_aws_calls_keep_the_keys_and_the_agent_recovers_by_itself() {
         ("503", Fault::Status(503)),
         ("dropped", Fault::Drop),
         ("cut short", Fault::Truncate),
+        ("denied (a revoked instance profile)", Fault::Denied),
     ] {
         proxy.add(Rule::always("DescribeKeyPairs", fault));
         let e = agent.reconcile().await.unwrap_err();
@@ -778,6 +779,19 @@ async fn failing_aws_calls_keep_the_keys_and_the_agent_recovers_by_itself() {
         );
     }
     assert!(failed_steps >= 2, "{failed_steps}");
+    // The problem is in the instance's tag (EC2 takes the tag: only DescribeKeyPairs fails).
+    let reported = instance_tag(&account, &instance, TAG_PROBLEM).expect("the problem tag");
+    assert!(
+        reported.contains("keys: failed to list key pairs: InternalError"),
+        "{reported}"
+    );
+    assert!(
+        agent
+            .problem()
+            .is_some_and(|p| p.starts_with("keys: failed to list key pairs")),
+        "{:?}",
+        agent.problem()
+    );
     proxy.clear();
     let started = Instant::now();
     loop {
@@ -793,5 +807,19 @@ async fn failing_aws_calls_keep_the_keys_and_the_agent_recovers_by_itself() {
     assert!(
         after.contains(line(K1)) && after.contains(line(K2)),
         "{after}"
+    );
+    // The keys' problem is over; what the tag says now is the agent's other problem (this box
+    // has no notification queue), if any.
+    let now = agent.problem();
+    assert!(
+        now.as_deref()
+            .is_none_or(|p| p.starts_with("notification queue:")),
+        "{now:?}"
+    );
+    let tag = instance_tag(&account, &instance, TAG_PROBLEM);
+    assert_eq!(
+        tag.as_deref().map(|t| t.split_once(' ').unwrap().1),
+        now.as_deref(),
+        "the tag follows the problem"
     );
 }

@@ -20,6 +20,15 @@ fn eventually(c: &Cloud, limit: Duration, what: &str, mut f: impl FnMut() -> boo
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    panic!(
+        "{what} did not happen within {limit:?}; the agent's journal:\n{}",
+        journal(c, 30)
+    );
+}
+
+/// The last `lines` lines of the agent's journal on the box.
+fn journal(c: &Cloud, lines: usize) -> String {
+    let n = lines.to_string();
     let mut cmd = c.cgcloud(&[
         "ssh",
         ROLE,
@@ -29,14 +38,10 @@ fn eventually(c: &Cloud, limit: Duration, what: &str, mut f: impl FnMut() -> boo
         "cgcloud-agent",
         "--no-pager",
         "-n",
-        "30",
+        &n,
     ]);
     cmd.env("CGCLOUD_SSH_KEY", &c.key);
-    let log = run(cmd);
-    panic!(
-        "{what} did not happen within {limit:?}; the agent's journal:\n{}",
-        stdout(&log)
-    );
+    stdout(&run(cmd))
 }
 
 /// Whether `key` logs in to the box as its admin account.
@@ -286,4 +291,111 @@ fn keys_set_changes_the_globs_of_a_running_box() {
         "the leftover queue is gone: {:?}",
         queue_names(&c)
     );
+}
+
+#[test]
+fn the_agent_rides_out_a_minute_of_failing_aws_calls_keeps_every_key_and_then_catches_up() {
+    use cgcloud_moto::faults::{Fault, FaultProxy, Rule};
+    let c = Cloud::start();
+    let bob = ssh_keygen(c.home.path(), "bob", "ed25519");
+    let carol = ssh_keygen(c.home.path(), "carol", "ed25519");
+    assert_success(&c.run(&[
+        "register-key",
+        bob.with_extension("pub").to_str().unwrap(),
+        "-k",
+        "team-bob",
+    ]));
+    let mut create = c.cgcloud(&["create", ROLE, "-k", "tester", "team-*"]);
+    create.env("CGCLOUD_AGENT_INTERVAL", "3");
+    assert_success(&run(create));
+    eventually(&c, Duration::from_secs(60), "bob's key logging in", || {
+        key_logs_in(&c, &bob)
+    });
+
+    // From now on the box's AWS calls go through a proxy that fails every one of them.
+    let proxy = FaultProxy::start(c.cloud.moto().port(), 9).unwrap_or_else(|e| panic!("{e}"));
+    proxy.add(Rule::always("*", Fault::Status(503)));
+    c.cloud.route_box_aws(Some(proxy.port())).unwrap();
+    eventually(
+        &c,
+        Duration::from_secs(30),
+        "the agent meeting the fault",
+        || proxy.injected("DescribeKeyPairs") >= 1,
+    );
+    let outage = Instant::now();
+    // Carol's key pair appears during the outage: the notification waits in the box's queue.
+    assert_success(&c.run(&[
+        "register-key",
+        carol.with_extension("pub").to_str().unwrap(),
+        "-k",
+        "team-carol",
+    ]));
+    let still_in = |until: Instant| {
+        while Instant::now() < until {
+            assert!(
+                key_logs_in(&c, &bob),
+                "bob's key was dropped during the outage"
+            );
+            assert!(
+                !key_logs_in(&c, &carol),
+                "carol's key cannot arrive while DescribeKeyPairs fails"
+            );
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    };
+    still_in(outage + Duration::from_secs(30));
+    // For the next 30 s only the key pairs cannot be read: the agent reports that in its tag.
+    proxy.clear();
+    proxy.add(Rule::always("DescribeKeyPairs", Fault::Status(503)));
+    let reported = |c: &Cloud| {
+        let o = c.run(&["keys", "status", "--json"]);
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_default();
+        rows.as_array()
+            .and_then(|r| r.first())
+            .and_then(|r| r["problem"].as_str())
+            .map(str::to_string)
+    };
+    eventually(
+        &c,
+        Duration::from_secs(30),
+        "the agent's problem tag",
+        || {
+            reported(&c)
+                .is_some_and(|p| p.contains("keys: failed to list key pairs: InternalError"))
+        },
+    );
+    let o = c.run(&["keys", "status"]);
+    assert!(
+        stderr(&o).contains("reports a problem since"),
+        "{}",
+        stderr(&o)
+    );
+    still_in(outage + Duration::from_secs(60));
+
+    // AWS answers again: the agent catches up by itself, and keeps bob.
+    proxy.clear();
+    let took = eventually(
+        &c,
+        Duration::from_secs(60),
+        "carol's key after the outage",
+        || key_logs_in(&c, &carol),
+    );
+    eprintln!("carol's key worked {took:?} after the outage ended");
+    assert!(key_logs_in(&c, &bob));
+    eventually(
+        &c,
+        Duration::from_secs(60),
+        "the problem tag cleared",
+        || reported(&c).is_none(),
+    );
+    let journal = journal(&c, 1000);
+    assert!(journal.contains("recovered after"), "{journal}");
+    // One line a distinct problem, not one a retry: a minute of retries every few seconds
+    // gives a handful of lines.
+    let problems = journal
+        .lines()
+        .filter(|l| l.contains("InternalError") || l.contains("InternalFailure"))
+        .count();
+    assert!((1..=8).contains(&problems), "{problems} lines:\n{journal}");
+    c.cloud.route_box_aws(None).unwrap();
 }

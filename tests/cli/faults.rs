@@ -142,6 +142,7 @@ fn a_call_that_keeps_failing_stops_the_command_with_one_line_naming_it() {
     let w = World::new("alice");
     let runs: Vec<_> = classes()
         .into_iter()
+        .chain([("denied", Fault::Denied)])
         .enumerate()
         .map(|(n, (class, fault))| {
             let p = proxy(n as u64 + 11);
@@ -157,11 +158,21 @@ fn a_call_that_keeps_failing_stops_the_command_with_one_line_naming_it() {
             &o,
             "failed to list instances named `alice_generic-debian-bookworm-box`",
         );
-        assert!(
-            p.seen("DescribeInstances") >= 2,
-            "{class}: retried ({} calls)",
-            p.seen("DescribeInstances")
-        );
+        if class == "denied" {
+            // A denial is not transient: said at once, not retried.
+            assert_eq!(p.seen("DescribeInstances"), 1, "{class}");
+            assert!(
+                stderr(&o).contains("UnauthorizedOperation"),
+                "{}",
+                stderr(&o)
+            );
+        } else {
+            assert!(
+                p.seen("DescribeInstances") >= 2,
+                "{class}: retried ({} calls)",
+                p.seen("DescribeInstances")
+            );
+        }
         // Bounded: the attempts (1 s each at most, here) and the SDK's backoff.
         assert!(took < Duration::from_secs(60), "{class}: {took:?}");
     }

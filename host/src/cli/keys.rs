@@ -112,6 +112,16 @@ pub async fn keys(cmd: KeysCommand, g: &Globals) -> Result<i32> {
         KeysCommand::Status { context, json } => {
             let ctx = Context::new(&context, g).await?;
             let rows = crate::ops::keys::status(&ctx).await?;
+            // A box's own report, beside the table (it may hold anything: escaped).
+            for r in &rows {
+                if let Some(p) = &r.problem {
+                    g.shell.warn(format!(
+                        "the agent on `{}` reports a problem since {}",
+                        r.instance_id,
+                        p.escape_debug()
+                    ));
+                }
+            }
             if json {
                 g.shell.json(&serde_json::json!(rows));
             } else {

@@ -26,6 +26,9 @@ pub struct BoxKeys {
     pub applied_at: Option<String>,
     /// `converged`, `pending` (the agent has not applied the current set yet) or `no-agent`.
     pub status: String,
+    /// The problem the agent reports in its `cgcloud:agent-problem` tag, if any (written by the
+    /// box: shown escaped).
+    pub problem: Option<String>,
 }
 
 /// The namespace's boxes (running or stopped) and whether their agents applied the key set
@@ -89,6 +92,11 @@ pub async fn status(ctx: &Context) -> Result<Vec<BoxKeys>> {
                 applied: ack.as_ref().map(|a| a.hash.clone()),
                 applied_at: ack.map(|a| a.applied),
                 status: status.into(),
+                problem: cgcloud_agent::problem_from_tags(
+                    tags.iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                )
+                .map(|p| p.chars().take(cgcloud_agent::PROBLEM_TAG_CHARS).collect()),
             });
         }
     }

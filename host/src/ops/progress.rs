@@ -32,12 +32,19 @@ pub const FAILED: &str = "failed";
 /// What `list --json` says of a `setting-up` box whose lease ran out.
 pub const ABANDONED: &str = "abandoned";
 
-/// The lease's end, `lease` from `now`.
+/// The lease's end, `lease` from `now`; at the latest the last second RFC 3339 can write
+/// (9999-12-31T23:59:59Z), so that it always reads back.
 pub fn lease_until(now: DateTime<Utc>, lease: Duration) -> String {
+    let last = last_rfc3339_time();
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     now.checked_add_signed(lease)
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .unwrap_or(last)
+        .min(last)
         .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn last_rfc3339_time() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The tags a box gets at launch.
@@ -191,7 +198,78 @@ mod tests {
         assert_eq!(setup_state(&tags(&[]), now), None);
         assert_eq!(
             lease_until(now, Duration::from_secs(u64::MAX)),
-            DateTime::<Utc>::MAX_UTC.to_rfc3339_opts(SecondsFormat::Secs, true)
+            "9999-12-31T23:59:59Z"
         );
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Tag values as anyone may write them: the known words, times around `now` in and out
+        /// of shape, and any text.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(SETTING_UP.to_string()),
+                Just(READY.to_string()),
+                Just(FAILED.to_string()),
+                Just(ABANDONED.to_string()),
+                (-100_000i64..100_000).prop_map(|s| {
+                    (now() + chrono::Duration::seconds(s))
+                        .to_rfc3339_opts(SecondsFormat::Secs, true)
+                }),
+                (-100_000i64..100_000)
+                    .prop_map(|s| (now() + chrono::Duration::seconds(s)).to_rfc3339()),
+                ".{0,40}",
+            ]
+        }
+
+        fn now() -> DateTime<Utc> {
+            DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever the tags hold, only a `setting-up` box with a lease still to come counts as
+            /// claimed; a state cgcloud does not write means nothing; nothing panics.
+            #[test]
+            fn marks_read_back_mean_no_more_than_they_say(
+                state in proptest::option::of(value()),
+                lease in proptest::option::of(value()),
+                other in ".{0,20}",
+            ) {
+                let mut pairs: Vec<(&str, &str)> = vec![("Name", other.as_str())];
+                if let Some(s) = &state {
+                    pairs.push((STATE_TAG, s));
+                }
+                if let Some(l) = &lease {
+                    pairs.push((LEASE_TAG, l));
+                }
+                let got = setup_state(&tags(&pairs), now());
+                let claimed = lease
+                    .as_deref()
+                    .and_then(|l| DateTime::parse_from_rfc3339(l).ok())
+                    .is_some_and(|l| l >= now());
+                let want = match state.as_deref() {
+                    Some(SETTING_UP) if claimed => Some(SETTING_UP),
+                    Some(SETTING_UP) => Some(ABANDONED),
+                    Some(READY) => Some(READY),
+                    Some(FAILED) => Some(FAILED),
+                    _ => None,
+                };
+                prop_assert_eq!(got, want);
+            }
+
+            /// A lease of any length from any time is a time, never a panic.
+            #[test]
+            fn any_lease_is_a_time(secs in any::<u64>(), from in 0i64..253_402_300_800) {
+                let start = DateTime::<Utc>::from_timestamp(from, 0).unwrap_or(now());
+                let until = lease_until(start, Duration::from_secs(secs));
+                prop_assert!(DateTime::parse_from_rfc3339(&until).is_ok(), "{}", until);
+            }
+        }
     }
 }

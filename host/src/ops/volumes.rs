@@ -442,4 +442,19 @@ mod tests {
         assert!(s.contains("systemctl enable --quiet cgcloud-persistent.service"));
         assert!(s.starts_with("set -eu"));
     }
+
+    proptest::proptest! {
+        /// The size a node's tag holds, whatever anyone wrote there: a size in range or none.
+        #[test]
+        fn a_size_read_back_is_in_range_or_none(v in "[0-9]{0,12}|.{0,20}") {
+            let tags = [Tag::builder().key(SIZE_TAG).value(&v).build()];
+            match size_of(&tags) {
+                Some(gb) => {
+                    proptest::prop_assert!((MIN_GB..=MAX_GB).contains(&gb));
+                    proptest::prop_assert_eq!(v.parse::<u32>().ok(), Some(gb));
+                }
+                None => proptest::prop_assert!(v.parse::<u32>().map_or(true, |n| !(MIN_GB..=MAX_GB).contains(&n))),
+            }
+        }
+    }
 }

@@ -89,6 +89,11 @@ impl Layout {
     pub fn aws_sock(&self) -> PathBuf {
         self.dir.join("aws.sock")
     }
+
+    /// A loopback port that boxes' AWS calls go to instead of moto, while the file exists.
+    pub fn aws_upstream_file(&self) -> PathBuf {
+        self.dir.join("aws-upstream")
+    }
     pub fn imds_sock(&self) -> PathBuf {
         self.dir.join("imds.sock")
     }

@@ -203,9 +203,11 @@ impl Cloud {
 
         let me = self.clone();
         std::thread::spawn(move || me.serve_relay(relay));
-        let to = self.moto.addr();
+        let moto = self.moto.addr();
+        let upstream_file = l.aws_upstream_file();
         std::thread::spawn(move || {
             for c in aws.incoming().flatten() {
+                let to = aws_upstream(&upstream_file).unwrap_or(moto);
                 std::thread::spawn(move || {
                     if let Ok(t) = std::net::TcpStream::connect_timeout(&to, pipe::CONNECT_TIMEOUT)
                     {
@@ -931,6 +933,13 @@ pub fn debian_suite(img: &Image) -> Option<&'static str> {
     let name = img.name.as_deref()?;
     let release = name.strip_prefix("debian-")?.split('-').next()?;
     rootfs::suite_of_release(release)
+}
+
+/// Where boxes' AWS calls go instead of moto, read for each connection: a loopback port in
+/// `file` (a test's fault proxy in front of moto; see `LocalCloud::route_box_aws`), else moto.
+fn aws_upstream(file: &std::path::Path) -> Option<std::net::SocketAddr> {
+    let port: u16 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn bind(p: &std::path::Path) -> Result<UnixListener> {

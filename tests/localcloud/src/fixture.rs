@@ -154,6 +154,27 @@ impl LocalCloud {
         })
     }
 
+    /// Sends the AWS calls of software in boxes (the agent) to `127.0.0.1:port` instead of
+    /// moto from the next connection on (`None`: to moto again): a fault proxy in front of
+    /// moto, for tests of bad days.
+    pub fn route_box_aws(&self, port: Option<u16>) -> Result<()> {
+        let file = self
+            .ssh_config
+            .parent()
+            .context("the cloud's folder")?
+            .join("aws-upstream");
+        match port {
+            Some(p) => std::fs::write(&file, p.to_string())
+                .with_context(|| format!("failed to write `{}`", file.display())),
+            None => match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("failed to remove `{}`", file.display()))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// The environment a cgcloud process needs to use this cloud exactly as it would use AWS.
     pub fn env(&self) -> Vec<(String, String)> {
         [

@@ -26,6 +26,9 @@ pub enum Fault {
     Throttle,
     /// An HTTP status (500, 503…) with the service's internal-error body. Nothing reaches moto.
     Status(u16),
+    /// Permission denied, as after a revoked instance profile or policy: EC2
+    /// `UnauthorizedOperation`, the others `AccessDenied` (HTTP 403). Nothing reaches moto.
+    Denied,
     /// moto's answer, this much later: the request takes effect at once, its answer comes late
     /// (a client that gives up first and retries repeats a call that already took effect).
     Delay(Duration),
@@ -209,6 +212,11 @@ impl FaultProxy {
             }
         });
         Ok(FaultProxy { port, state, stop })
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `http://127.0.0.1:<port>`: what `AWS_ENDPOINT_URL` should say.
@@ -460,13 +468,41 @@ fn error_answer(service: &str, status: u16, throttle: bool) -> Vec<u8> {
             query_error("Receiver", "InternalFailure", "An internal error occurred"),
         ),
     };
+    http_answer(&format!("{status} {reason}"), ctype, &extra, &body)
+}
+
+/// An HTTP answer that closes the connection; `extra` holds more header lines.
+fn http_answer(status: &str, ctype: &str, extra: &str, body: &str) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
+}
+
+/// The service's answer to a call its caller may not make.
+fn denied_answer(service: &str) -> Vec<u8> {
+    let message = "You are not authorized to perform this operation.";
+    let (ctype, extra, body) = match service {
+        "ec2" => (
+            "text/xml",
+            String::new(),
+            ec2_error("UnauthorizedOperation", message),
+        ),
+        "sqs" => (
+            "application/x-amz-json-1.0",
+            "x-amzn-query-error: AccessDenied;Sender\r\n".to_string(),
+            format!("{{\"__type\":\"com.amazonaws.sqs#AccessDenied\",\"message\":\"{message}\"}}"),
+        ),
+        _ => (
+            "text/xml",
+            String::new(),
+            query_error("Sender", "AccessDenied", message),
+        ),
+    };
+    http_answer("403 Forbidden", ctype, &extra, &body)
 }
 
 fn ec2_error(code: &str, message: &str) -> String {
@@ -496,6 +532,7 @@ fn serve(mut conn: TcpStream, upstream: u16, state: &Mutex<State>, stop: &Atomic
             Some(error_answer(&service, status, true))
         }
         Some(Fault::Status(code)) => Some(error_answer(&req.service(), code, false)),
+        Some(Fault::Denied) => Some(denied_answer(&req.service())),
         Some(Fault::Delay(d)) => {
             let answer = forward(&req, upstream).map(|(a, _)| a);
             std::thread::sleep(d);
