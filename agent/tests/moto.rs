@@ -822,4 +822,14 @@ async fn failing_aws_calls_keep_the_keys_and_the_agent_recovers_by_itself() {
         now.as_deref(),
         "the tag follows the problem"
     );
+
+    // A clock 20 minutes off AWS's: the SDK learns the difference from the first refusal and
+    // the keys are read all the same.
+    proxy.add(Rule::always(
+        "*",
+        Fault::ClockAhead(Duration::from_secs(1200)),
+    ));
+    let r = agent.reconcile().await.unwrap();
+    assert_eq!(r.keys, 2);
+    assert!(proxy.skew_refused("DescribeKeyPairs") >= 1);
 }

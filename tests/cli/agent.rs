@@ -2,6 +2,7 @@
 //! account's keys equal to the key pairs the box's globs match, pushed by `register-key`,
 //! reconciled periodically, and restarted by systemd.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cgcloud_tests::*;
@@ -398,4 +399,96 @@ fn the_agent_rides_out_a_minute_of_failing_aws_calls_keeps_every_key_and_then_ca
         .count();
     assert!((1..=8).contains(&problems), "{problems} lines:\n{journal}");
     c.cloud.route_box_aws(None).unwrap();
+}
+
+/// The managed file of the account in `ssh_dir`.
+fn managed_in(dir: &std::path::Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap_or_default()
+}
+
+#[test]
+fn a_full_disk_keeps_the_keys_written_last_and_the_agent_catches_up_once_there_is_room() {
+    // The release agent, run once at a time (`cgcloud-agent once`) in a mount namespace of its
+    // own where the account's `~/.ssh` is a 64 KiB tmpfs (and /etc/passwd names the account):
+    // filling it acts out a full disk on a box, against moto.
+    let w = World::new("dora");
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    let out = work.path().join("out");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    for (name, k) in [("dora-a", "a"), ("dora-b", "b")] {
+        let key = ssh_keygen(work.path(), k, "ed25519").with_extension("pub");
+        assert_success(&w.run(&["register-key", key.to_str().unwrap(), "-k", name]));
+    }
+    let id = w.launch("dora_box", &[("cgcloud:namespace", "/dora/")]);
+    let passwd = work.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        format!(
+            "{}tester:x:4242:4242::{}:/bin/sh\n",
+            std::fs::read_to_string("/etc/passwd").unwrap(),
+            home.display()
+        ),
+    )
+    .unwrap();
+    let file = "authorized_keys.cgcloud";
+    let ssh = home.join(".ssh");
+    let script = format!(
+        r#"set -u
+mount --bind {passwd} /etc/passwd || exit 90
+mount -t tmpfs -o size=64k,mode=0755 tmpfs {ssh} || exit 91
+once() {{ {agent} once -n /dora/ -z us-east-1a --accounts tester --instance-id {id} --no-notifications --no-ack -k "$1"; }}
+step() {{ n=$1; shift; once "$@" > {out}/$n.log 2>&1; echo $? > {out}/$n.rc; cp {ssh}/{file} {out}/$n.keys 2>/dev/null; ls -A {ssh} > {out}/$n.ls; }}
+step 1 dora-a
+dd if=/dev/zero of={ssh}/filler bs=4k 2>/dev/null
+step 2 'dora-*'
+rm {ssh}/filler
+step 3 'dora-*'
+"#,
+        passwd = passwd.display(),
+        ssh = ssh.display(),
+        agent = agent_bin().display(),
+        out = out.display(),
+    );
+    let mut c = Command::new("unshare");
+    c.args(["-m", "sh", "-c", &script])
+        .env("AWS_ENDPOINT_URL", w.moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", &w.account.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &w.account.secret_access_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", work.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", work.path().join("none"));
+    let o = run(c);
+    assert!(o.status.success(), "the script failed: {o:?}");
+    let read = |n: u32, what: &str| managed_in(&out, &format!("{n}.{what}"));
+    assert_eq!(read(1, "rc").trim(), "0", "{}", read(1, "log"));
+    let first = read(1, "keys");
+    assert_eq!(
+        first.lines().filter(|l| l.starts_with("ssh-")).count(),
+        1,
+        "{first}"
+    );
+    // The disk is full: the refresh fails, the file keeps what it had, nothing half-written stays.
+    assert_ne!(read(2, "rc").trim(), "0", "{}", read(2, "log"));
+    assert!(
+        read(2, "log").contains("No space left on device"),
+        "{}",
+        read(2, "log")
+    );
+    assert_eq!(read(2, "keys"), first, "the keys written last stay");
+    assert_eq!(
+        read(2, "ls").lines().collect::<Vec<_>>(),
+        [file, "filler"],
+        "no temporary file left"
+    );
+    // Room again: the next refresh writes both keys.
+    assert_eq!(read(3, "rc").trim(), "0", "{}", read(3, "log"));
+    let both = read(3, "keys");
+    assert_eq!(
+        both.lines().filter(|l| l.starts_with("ssh-")).count(),
+        2,
+        "{both}"
+    );
+    assert!(both.contains(first.lines().find(|l| l.starts_with("ssh-")).unwrap()));
 }

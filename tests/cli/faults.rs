@@ -138,6 +138,42 @@ fn list_keys_status_cleanup_and_register_key_survive_a_failed_first_attempt_of_e
 }
 
 #[test]
+fn a_clock_twenty_minutes_off_is_corrected_and_the_commands_go_through() {
+    let w = World::new("alice");
+    let id = w.launch(
+        "alice_generic-debian-bookworm-box",
+        &[("cgcloud:namespace", "/alice/")],
+    );
+    let p = proxy(31);
+    // AWS's clock 20 minutes ahead of this machine's: requests signed with this machine's time
+    // are refused until the SDK learns the difference from the answers' `Date` header.
+    p.add(Rule::always(
+        "*",
+        Fault::ClockAhead(Duration::from_secs(1200)),
+    ));
+    let key = ssh_keygen(w.home.path(), "skewed", "ed25519");
+    let pubkey = format!("{}.pub", key.display());
+    for args in [
+        &["list", ROLE, "--json"][..],
+        &["keys", "status", "--json"][..],
+        &["register-key", &pubkey, "-k", "skewed"][..],
+        &["cleanup", "-y"][..],
+    ] {
+        let refused = p.skew_refused("*");
+        let (o, took) = finish(spawn(&w, &p, args));
+        no_panic(&o);
+        assert_success(&o);
+        assert!(took < Duration::from_secs(60), "{args:?}: {took:?}");
+        assert!(p.skew_refused("*") > refused, "{args:?} met the skew");
+        if args[0] == "list" {
+            assert!(stdout(&o).contains(&id), "{}", stdout(&o));
+        }
+    }
+    let pairs = w.ec2(&[("Action", "DescribeKeyPairs"), ("KeyName.1", "skewed")]);
+    assert_eq!(xml_fields(&pairs, "keyName"), ["skewed"]);
+}
+
+#[test]
 fn a_call_that_keeps_failing_stops_the_command_with_one_line_naming_it() {
     let w = World::new("alice");
     let runs: Vec<_> = classes()
@@ -180,6 +216,7 @@ fn a_call_that_keeps_failing_stops_the_command_with_one_line_naming_it() {
 
 /// What each run of the mutating commands below made, checked after all classes ran.
 struct Flow {
+    n: usize,
     class: &'static str,
     person: crate::preflight::Person,
     proxy: FaultProxy,
@@ -195,10 +232,12 @@ fn snapshots(w: &World) -> Vec<String> {
     ids
 }
 
-/// The commands that make and remove things, each under a failed first attempt of every call it
-/// makes (late answers: of every call that changes something): `create` (its AWS part: SSH is closed here, so it must fail naming the login and leave
-/// nothing), `image`, `recreate -Q`, `create-cluster -Q`, `terminate`, `terminate-cluster` and
-/// `delete-image`.
+/// The commands that make, change and remove things, each under a failed first attempt of every
+/// call it makes (late answers: of every call that changes something): `create` (its AWS part:
+/// SSH is closed here, so it must fail naming the login and leave nothing), `image`,
+/// `recreate -Q`, `create-cluster -Q`, `show`, `list-images`, `update-instance-profile`,
+/// `grow-cluster -Q`, `register-key`, `keys revoke`, `terminate`, `terminate-cluster`,
+/// `delete-image` and `reset-security -y`.
 fn mutating_flow(n: usize, class: &'static str, fault: Fault) -> Flow {
     use crate::preflight::{moto_with_base_images, release_agent, Person};
     let person = Person::new(&format!("m{n}"));
@@ -267,6 +306,30 @@ fn mutating_flow(n: usize, class: &'static str, fault: Fault) -> Flow {
         "-c",
         "c1",
     ]);
+    go(&["--plugin", p, "show", "hook-recorder-box", "-I", &recreated]);
+    go(&["--plugin", p, "list-images", "hook-recorder-box"]);
+    go(&[
+        "--plugin",
+        p,
+        "update-instance-profile",
+        "hook-recorder-box",
+        "-I",
+        &recreated,
+    ]);
+    go(&[
+        "--plugin",
+        p,
+        "grow-cluster",
+        "recorder-cluster",
+        "-c",
+        "c1",
+        "-s",
+        "1",
+        "-Q",
+    ]);
+    let extra = ssh_keygen(person.w.home.path(), "extra", "ed25519").with_extension("pub");
+    go(&["register-key", extra.to_str().unwrap(), "-k", "extra"]);
+    go(&["keys", "revoke", "extra", "-y"]);
     go(&[
         "--plugin",
         p,
@@ -285,7 +348,10 @@ fn mutating_flow(n: usize, class: &'static str, fault: Fault) -> Flow {
         "c1",
     ]);
     go(&["--plugin", p, "delete-image", "hook-recorder-box"]);
+    // Last, what the namespace's boxes shared: its security group, IAM role and profile.
+    go(&["reset-security", "-y"]);
     Flow {
+        n,
         class,
         person,
         proxy,
@@ -295,7 +361,7 @@ fn mutating_flow(n: usize, class: &'static str, fault: Fault) -> Flow {
 }
 
 #[test]
-fn create_image_clusters_terminate_and_delete_image_survive_a_failed_first_attempt_of_every_call() {
+fn the_commands_that_change_things_survive_a_failed_first_attempt_of_every_call() {
     let flows: Vec<Flow> = std::thread::scope(|s| {
         let handles: Vec<_> = classes()
             .into_iter()
@@ -348,6 +414,34 @@ fn create_image_clusters_terminate_and_delete_image_survive_a_failed_first_attem
         );
         assert_eq!(snapshots(w), f.snapshots_before, "{class}");
         assert_eq!(w.queue_urls(), Vec::<String>::new(), "{class}");
+        let body = w.ec2(&[("Action", "DescribeSecurityGroups")]);
+        assert_eq!(xml_fields(&body, "groupName"), ["default"], "{class}");
+        let iam = |action: &str, field: &str| {
+            let body = w
+                .moto
+                .iam(
+                    &w.account.id,
+                    &cgcloud_moto::form(&[("Action", action), ("Version", "2010-05-08")]),
+                )
+                .unwrap();
+            xml_fields(&body, field)
+        };
+        assert_eq!(
+            iam("ListRoles", "RoleName"),
+            Vec::<String>::new(),
+            "{class}"
+        );
+        assert_eq!(
+            iam("ListInstanceProfiles", "InstanceProfileName"),
+            Vec::<String>::new(),
+            "{class}"
+        );
+        let body = w.ec2(&[("Action", "DescribeKeyPairs")]);
+        assert_eq!(
+            xml_fields(&body, "keyName"),
+            [format!("m{}", f.n)],
+            "{class}: the revoked key pair is gone"
+        );
         assert_eq!(w.subscription_endpoints(), Vec::<String>::new(), "{class}");
         assert!(
             f.proxy.injected("*") >= 50,

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // A test crate: an unwrap that fails is a failing test; it prints what it ran.
 
 mod agent;
+mod bad_input;
 mod boxes;
 mod config;
 mod faults;

@@ -176,7 +176,7 @@ pub async fn keys(cmd: KeysCommand, g: &Globals) -> Result<i32> {
             let ctx = Context::new(&context, g).await?;
             let (name, fingerprint) = crate::ops::keys::revocable(&ctx, &keypair).await?;
             ctx.shell.info(format!(
-                "key pair `{name}` (fingerprint {fingerprint}) is deleted from EC2; the agents take its key off every box"
+                "revoking key pair `{name}` (fingerprint {fingerprint}) deletes it from EC2, and the agents take its key off every box"
             ));
             if !yes {
                 use std::io::IsTerminal as _;

@@ -296,7 +296,24 @@ async fn delete_instance_profile(ctx: &Context, name: &str, roles: &[String]) ->
         {
             Ok(_) => {}
             Err(e) if error_code(&e) == Some("NoSuchEntity") => {}
-            Err(e) => return Err(e).aws(|| format!("failed to remove IAM role `{role}` from it")),
+            // Done already if the role is out of the profile now (a retry of a call whose
+            // answer was lost; moto answers such a repeat with a bare 500).
+            Err(e) => {
+                let now = iam
+                    .get_instance_profile()
+                    .instance_profile_name(name)
+                    .send()
+                    .await;
+                let still_in = match &now {
+                    Ok(o) => o
+                        .instance_profile()
+                        .is_some_and(|p| p.roles().iter().any(|r| r.role_name() == role)),
+                    Err(ge) => error_code(ge) != Some("NoSuchEntity"),
+                };
+                if still_in {
+                    return Err(e).aws(|| format!("failed to remove IAM role `{role}` from it"));
+                }
+            }
         }
     }
     match iam
@@ -324,12 +341,18 @@ async fn delete_role(ctx: &Context, name: &str) -> Result<()> {
         inline.extend(page.policy_names().iter().cloned());
     }
     for p in &inline {
-        iam.delete_role_policy()
+        match iam
+            .delete_role_policy()
             .role_name(name)
             .policy_name(p)
             .send()
             .await
-            .aws(|| format!("failed to delete its inline policy `{p}`"))?;
+        {
+            Ok(_) => {}
+            // Gone already: a retry of a call whose answer was lost.
+            Err(e) if error_code(&e) == Some("NoSuchEntity") => {}
+            Err(e) => return Err(e).aws(|| format!("failed to delete its inline policy `{p}`")),
+        }
     }
     let mut attached = Vec::new();
     let mut pages = iam
@@ -346,12 +369,17 @@ async fn delete_role(ctx: &Context, name: &str) -> Result<()> {
         );
     }
     for arn in &attached {
-        iam.detach_role_policy()
+        match iam
+            .detach_role_policy()
             .role_name(name)
             .policy_arn(arn)
             .send()
             .await
-            .aws(|| format!("failed to detach policy `{arn}`"))?;
+        {
+            Ok(_) => {}
+            Err(e) if error_code(&e) == Some("NoSuchEntity") => {}
+            Err(e) => return Err(e).aws(|| format!("failed to detach policy `{arn}`")),
+        }
     }
     match iam.delete_role().role_name(name).send().await {
         Ok(_) => Ok(()),

@@ -26,6 +26,12 @@ pub enum Fault {
     Throttle,
     /// An HTTP status (500, 503…) with the service's internal-error body. Nothing reaches moto.
     Status(u16),
+    /// The service's clock runs this far ahead of the client's: a request signed more than
+    /// 5 minutes off the service's time is refused as AWS refuses it (EC2 `AuthFailure`, query
+    /// services `SignatureDoesNotMatch`, JSON services `InvalidSignatureException`, HTTP 403),
+    /// and every answer's `Date` header gives the service's time. [`FaultProxy::skew_refused`]
+    /// counts the refusals.
+    ClockAhead(Duration),
     /// Permission denied, as after a revoked instance profile or policy: EC2
     /// `UnauthorizedOperation`, the others `AccessDenied` (HTTP 403). Nothing reaches moto.
     Denied,
@@ -125,6 +131,8 @@ struct State {
     injected: HashMap<String, u32>,
     /// Requests that took effect and whose answers are held ([`Fault::Stall`]), by action.
     stalled: HashMap<String, u32>,
+    /// Requests refused for a signing time off the service's clock ([`Fault::ClockAhead`]).
+    skew_refused: HashMap<String, u32>,
     rng: u64,
 }
 
@@ -242,6 +250,12 @@ impl FaultProxy {
     /// How many faults were injected into requests for `action` (`*`: all of them).
     pub fn injected(&self, action: &str) -> u32 {
         count(&lock(&self.state).injected, action)
+    }
+
+    /// How many requests for `action` (`*`: all of them) were refused for a signing time off the
+    /// service's clock ([`Fault::ClockAhead`]).
+    pub fn skew_refused(&self, action: &str) -> u32 {
+        count(&lock(&self.state).skew_refused, action)
     }
 
     /// The actions of all requests so far, in the order they arrived.
@@ -482,6 +496,99 @@ fn http_answer(status: &str, ctype: &str, extra: &str, body: &str) -> Vec<u8> {
     out
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Seconds since the epoch of a SigV4 `X-Amz-Date` (`20261205T010203Z`).
+fn parse_amz_date(v: &str) -> Option<i64> {
+    let b = v.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| v.get(r)?.parse::<i64>().ok();
+    let days = days_from_civil(n(0..4)?, n(4..6)?, n(6..8)?);
+    Some(days * 86_400 + n(9..11)? * 3600 + n(11..13)? * 60 + n(13..15)?)
+}
+
+/// An HTTP `Date` header value (`Sat, 05 Dec 2026 01:02:03 GMT`).
+fn http_date(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{weekday}, {d:02} {month} {y} {:02}:{:02}:{:02} GMT",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// moto's answer `a` (its body at `body_at`) with its `Date` header set to `t`.
+fn with_date(a: &[u8], body_at: usize, t: i64) -> Vec<u8> {
+    let head = String::from_utf8_lossy(&a[..body_at]);
+    let mut out = String::new();
+    for (i, line) in head.trim_end().lines().enumerate() {
+        if i > 0 && line.to_ascii_lowercase().starts_with("date:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+        if i == 0 {
+            out.push_str(&format!("Date: {}\r\n", http_date(t)));
+        }
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&a[body_at..]);
+    out
+}
+
+/// The service's refusal of a request signed too far from its time `server`.
+fn skew_answer(service: &str, server: i64) -> Vec<u8> {
+    let message = "Signature expired: the request time is too far from the server time.";
+    let date = format!("Date: {}\r\n", http_date(server));
+    let (ctype, extra, body) = match service {
+        "ec2" => ("text/xml", date, ec2_error("AuthFailure", message)),
+        "sqs" => (
+            "application/x-amz-json-1.0",
+            format!("{date}x-amzn-query-error: InvalidSignatureException;Sender\r\n"),
+            format!("{{\"__type\":\"com.amazon.coral.service#InvalidSignatureException\",\"message\":\"{message}\"}}"),
+        ),
+        _ => ("text/xml", date, query_error("Sender", "SignatureDoesNotMatch", message)),
+    };
+    http_answer("403 Forbidden", ctype, &extra, &body)
+}
+
 /// The service's answer to a call its caller may not make.
 fn denied_answer(service: &str) -> Vec<u8> {
     let message = "You are not authorized to perform this operation.";
@@ -533,6 +640,16 @@ fn serve(mut conn: TcpStream, upstream: u16, state: &Mutex<State>, stop: &Atomic
         }
         Some(Fault::Status(code)) => Some(error_answer(&req.service(), code, false)),
         Some(Fault::Denied) => Some(denied_answer(&req.service())),
+        Some(Fault::ClockAhead(ahead)) => {
+            let server = unix_now() + ahead.as_secs() as i64;
+            let signed = req.header("x-amz-date").and_then(parse_amz_date);
+            if signed.is_none_or(|t| (t - server).abs() > 300) {
+                *lock(state).skew_refused.entry(action).or_default() += 1;
+                Some(skew_answer(&req.service(), server))
+            } else {
+                forward(&req, upstream).map(|(a, body_at)| with_date(&a, body_at, server))
+            }
+        }
         Some(Fault::Delay(d)) => {
             let answer = forward(&req, upstream).map(|(a, _)| a);
             std::thread::sleep(d);
@@ -612,6 +729,23 @@ mod tests {
             Some(Fault::Status(500))
         );
         assert_eq!(prefixed.decide("DescribeTags", None), None);
+    }
+
+    #[test]
+    fn dates_are_read_and_written_as_aws_and_http_write_them() {
+        let t = parse_amz_date("20261205T010203Z").unwrap();
+        assert_eq!(t, 1_796_432_523);
+        assert_eq!(http_date(t), "Sat, 05 Dec 2026 01:02:03 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        for bad in [
+            "",
+            "20261205T010203",
+            "2026-12-05T01:02:03Z",
+            "2026120XT010203Z",
+        ] {
+            assert_eq!(parse_amz_date(bad), None, "{bad}");
+        }
     }
 
     #[test]
