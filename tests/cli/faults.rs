@@ -450,3 +450,66 @@ fn the_commands_that_change_things_survive_a_failed_first_attempt_of_every_call(
         );
     }
 }
+
+/// The commands that work over SSH, on a real box of the local cloud, with cgcloud's AWS calls
+/// through the proxy: every fault class at once, each on about an eighth of the first attempts
+/// (seeded), the retries let through.
+#[test]
+fn the_commands_on_a_real_box_survive_failed_first_attempts_of_every_class() {
+    let c = crate::boxes::Cloud::start();
+    let p = FaultProxy::start(c.cloud.moto().port(), 51).unwrap_or_else(|e| panic!("{e}"));
+    for (_, fault) in classes().into_iter().filter(|(class, _)| *class != "late") {
+        p.add(Rule {
+            attempt: Some(1),
+            ..Rule::sometimes(0.12, "*", fault)
+        });
+    }
+    let payload = c.home.path().join("payload");
+    std::fs::write(&payload, "through a bad day\n").unwrap();
+    let extra = ssh_keygen(c.home.path(), "extra", "ed25519").with_extension("pub");
+    assert_success(&c.run(&["register-key", extra.to_str().unwrap(), "-k", "extra"]));
+    let payload_arg = payload.to_str().unwrap().to_string();
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["create", ROLE],
+        vec!["ssh", ROLE, "true"],
+        vec!["rsync", ROLE, "-a", &payload_arg, ":payload"],
+        vec!["keys", "set", ROLE, "tester", "extra"],
+        vec!["stop", ROLE],
+        vec!["start", ROLE],
+        vec!["reboot", ROLE],
+        vec!["ssh", ROLE, "cat", "payload"],
+        vec!["terminate", ROLE],
+    ];
+    for args in &steps {
+        let before = p.injected("*");
+        let mut cmd = c.cgcloud(args);
+        cmd.env("AWS_ENDPOINT_URL", p.endpoint());
+        let started = Instant::now();
+        let o = run(cmd);
+        no_panic(&o);
+        assert!(
+            o.status.success(),
+            "{args:?} ({} faults met): {}",
+            p.injected("*") - before,
+            stderr(&o)
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "{args:?}");
+        if args[..2] == ["ssh", ROLE] && args.len() > 3 {
+            assert_eq!(stdout(&o), "through a bad day\n");
+        }
+    }
+    assert!(p.injected("*") >= 10, "{} faults met", p.injected("*"));
+    assert!(
+        crate::agent::queue_names(&c).is_empty(),
+        "the box's queue is gone"
+    );
+    let body = c.ec2(&[
+        ("Action", "DescribeInstances"),
+        ("Filter.1.Name", "instance-state-name"),
+        ("Filter.1.Value.1", "pending"),
+        ("Filter.1.Value.2", "running"),
+        ("Filter.1.Value.3", "stopping"),
+        ("Filter.1.Value.4", "stopped"),
+    ]);
+    assert_eq!(xml_fields(&body, "instanceId"), Vec::<String>::new());
+}
