@@ -17,3 +17,13 @@ pub fn read_small_text(path: &Path, limit: u64) -> std::io::Result<String> {
     String::from_utf8(read_small(path, limit)?)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
+
+/// `n` random bytes from the kernel (`/dev/urandom`).
+pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| crate::user_error!("failed to read random bytes from /dev/urandom: {e}"))?;
+    Ok(bytes)
+}

@@ -212,16 +212,9 @@ impl ClusterSecret {
 
     /// A new secret of `spec.bytes` random bytes.
     pub fn generate(spec: &SharedSecret) -> Result<Self> {
-        use std::io::Read;
-        let mut bytes = vec![0; spec.bytes as usize];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .map_err(|e| {
-                crate::user_error!("failed to read random bytes from /dev/urandom: {e}")
-            })?;
         Ok(Self {
             spec: spec.clone(),
-            bytes,
+            bytes: crate::fsutil::random_bytes(spec.bytes as usize)?,
         })
     }
 

@@ -278,12 +278,7 @@ pub async fn make(
         // A retry whose first attempt made the image and lost the answer: that image is ours if
         // it carries this call's token.
         Err(e) if error_code(&e) == Some("InvalidAMIName.Duplicate") => {
-            let account = ctx.identity().await?.account.clone();
-            let same = aws::own_images(&ec2, &account, &name).await?;
-            match same
-                .iter()
-                .find(|i| tag(i.tags(), super::launch::LAUNCH_TAG) == Some(token.as_str()))
-            {
+            match made_by_call(ctx, &name, &token).await?.first() {
                 Some(i) => i.image_id().unwrap_or_default().to_string(),
                 None => {
                     return Err(e)
@@ -319,11 +314,7 @@ pub async fn make(
 /// are marked `setting-up` with this run's first claim, so `cleanup` removes them once it runs
 /// out.
 async fn remove_duplicates(ctx: &Context, name: &str, token: &str, image_id: &str) {
-    let account = match ctx.identity().await {
-        Ok(i) => i.account.clone(),
-        Err(_) => return,
-    };
-    let same = match aws::own_images(&ctx.aws.ec2(), &account, name).await {
+    let same = match made_by_call(ctx, name, token).await {
         Ok(same) => same,
         Err(e) => {
             ctx.shell.debug(format!(
@@ -333,9 +324,7 @@ async fn remove_duplicates(ctx: &Context, name: &str, token: &str, image_id: &st
             return;
         }
     };
-    for dup in same.iter().filter(|i| {
-        i.image_id() != Some(image_id) && tag(i.tags(), super::launch::LAUNCH_TAG) == Some(token)
-    }) {
+    for dup in same.iter().filter(|i| i.image_id() != Some(image_id)) {
         let dup_id = dup.image_id().unwrap_or_default();
         match delete(ctx, dup, false, false).await {
             Ok(()) => ctx.shell.warn(format!(
@@ -348,6 +337,16 @@ async fn remove_duplicates(ctx: &Context, name: &str, token: &str, image_id: &st
             )),
         }
     }
+}
+
+/// This account's images named `name` that carry the call token `token` (`launch::LAUNCH_TAG`).
+async fn made_by_call(ctx: &Context, name: &str, token: &str) -> Result<Vec<Image>> {
+    let account = ctx.identity().await?.account.clone();
+    Ok(aws::own_images(&ctx.aws.ec2(), &account, name)
+        .await?
+        .into_iter()
+        .filter(|i| tag(i.tags(), super::launch::LAUNCH_TAG) == Some(token))
+        .collect())
 }
 
 /// Waits until the new image `image_id` of box `id` is available and listed, and tags its

@@ -75,12 +75,7 @@ pub const LAUNCH_TAG: &str = "cgcloud:launch";
 
 /// A new launch token: 32 random hex digits.
 pub fn launch_token() -> Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| user_error!("failed to read random bytes from /dev/urandom: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(crate::fsutil::random_bytes(16)?))
 }
 
 /// Terminates instances carrying launch token `token` that are not among `launched`: a retried
